@@ -1,0 +1,34 @@
+// coronet/config.hpp - the one place that includes Asio and settles the toolchain.
+#pragma once
+
+// Asio 1.22 only detects coroutine support for g++; clang++ with libstdc++ has it
+// too but Asio's probe misses the pair below. Defining them before Asio is seen
+// lets clang users include coronet without knowing that.
+#if defined(__clang__) && !defined(ASIO_HAS_CO_AWAIT)
+#define ASIO_HAS_CO_AWAIT 1
+#endif
+#if defined(__clang__) && !defined(ASIO_HAS_STD_COROUTINE)
+#define ASIO_HAS_STD_COROUTINE 1
+#endif
+
+// g++ 12 reports -Wmismatched-new-delete on every coroutine frame whose promise
+// has its own operator new/delete, as Asio's awaitable frames do (GCC PR 109224,
+// fixed in g++ 13). It is a false positive, and it would break -Werror builds of
+// any program that writes coroutines on coronet, so it is silenced for g++ 12.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#if !defined(ASIO_HAS_CO_AWAIT)
+#error "coronet needs C++20 coroutines (compile with -std=c++20)"
+#endif
+
+namespace coronet {
+/// Every awaitable coronet hands out runs on Asio's type-erased executor.
+template <typename T>
+using awaitable = asio::awaitable<T>;
+}  // namespace coronet

@@ -1,0 +1,193 @@
+// coronet/connect.hpp - net.createConnection(): resolve, try each address, hand back a Socket.
+//
+//     auto socket = co_await coronet::connect({.host = "localhost", .port = 4000});
+//     auto socket = co_await coronet::connect(4000);            // host "localhost"
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "address.hpp"
+#include "config.hpp"
+#include "error.hpp"
+#include "socket.hpp"
+
+namespace coronet {
+
+/// Node's net.connect() options, with C++ types. Only `port` is required.
+struct ConnectOptions {
+  std::string host = "localhost";  ///< a name (resolved) or an IP literal (used as is)
+  int port = -1;                   ///< 0..65535; required
+  std::string local_address{};       ///< source address to bind, an IP literal
+  int local_port = 0;              ///< source port to bind; 0 lets the kernel pick
+  int family = 0;                  ///< 0 (any), 4 or 6: which resolved addresses to try
+  bool allow_half_open = false;    ///< see ServerOptions::allow_half_open
+  bool no_delay = false;           ///< set TCP_NODELAY once connected
+  bool keep_alive = false;         ///< set SO_KEEPALIVE once connected
+  std::chrono::seconds keep_alive_initial_delay{0};
+  /// Bounds connection set-up: when no address answers within it, connect() throws
+  /// errc::timeout. As in Node it also becomes the socket's idle timeout afterwards.
+  std::chrono::milliseconds timeout{0};
+  std::size_t high_water_mark = 64 * 1024;  ///< see basic_socket::high_water_mark()
+};
+
+namespace detail {
+
+using tcp = asio::ip::tcp;
+
+inline void validate(const ConnectOptions& o) {
+  if (o.port == -1) {
+    throw error(make_error_code(errc::invalid_argument),
+                "The \"options\" or \"port\" argument must be specified");
+  }
+  checked_port(o.port, "Port");
+  checked_port(o.local_port, "options.localPort");
+  if (o.family != 0 && o.family != 4 && o.family != 6) {
+    throw error(make_error_code(errc::bad_family),
+                "The property 'options.family' must be one of: 0, 4, 6. Received " +
+                    std::to_string(o.family));
+  }
+  if (!o.local_address.empty() && !is_ip(o.local_address)) {
+    throw error(make_error_code(errc::bad_address),
+                "Invalid IP address: options.localAddress is '" + o.local_address + "'");
+  }
+  if (o.timeout.count() < 0) {
+    throw error(make_error_code(errc::invalid_argument), "options.timeout must not be negative");
+  }
+}
+
+inline bool family_matches(const tcp::endpoint& ep, int family) {
+  return family == 0 || (family == 4) == ep.address().is_v4();
+}
+
+/// The addresses to try, in the resolver's order. An IP literal skips resolution.
+template <typename Executor>
+awaitable<std::vector<tcp::endpoint>> resolve(Executor executor, const ConnectOptions& o) {
+  const auto port = static_cast<std::uint16_t>(o.port);
+  std::vector<tcp::endpoint> endpoints;
+  if (auto ip = parse_ip(o.host)) {
+    endpoints.emplace_back(*ip, port);
+  } else {
+    asio::ip::basic_resolver<tcp, Executor> resolver(executor);
+    auto [ec, results] = co_await resolver.async_resolve(
+        o.host, std::to_string(port), asio::ip::resolver_base::numeric_service,
+        asio::experimental::as_tuple(asio::use_awaitable));
+    if (ec) {
+      const char* name = ec == asio::error::host_not_found_try_again ? "EAI_AGAIN" : "ENOTFOUND";
+      throw error(ec, std::string("getaddrinfo ") + name + " " + o.host);
+    }
+    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+  }
+  std::erase_if(endpoints, [&](const tcp::endpoint& ep) { return !family_matches(ep, o.family); });
+  if (endpoints.empty()) {
+    throw error(make_error_code(errc::bad_address),
+                "getaddrinfo ENOTFOUND " + o.host + " (no IPv" + std::to_string(o.family) +
+                    " address)");
+  }
+  co_return endpoints;
+}
+
+/// One attempt; on failure returns the error and leaves `socket` closed.
+template <typename Executor>
+awaitable<std::error_code> try_connect(asio::basic_stream_socket<tcp, Executor>& socket,
+                                       const tcp::endpoint& target, const ConnectOptions& o) {
+  std::error_code ec;
+  socket.open(target.protocol(), ec);
+  if (!ec && (!o.local_address.empty() || o.local_port != 0)) {
+    auto local = o.local_address.empty()
+                     ? (target.address().is_v4() ? asio::ip::address(asio::ip::address_v4::any())
+                                                 : asio::ip::address(asio::ip::address_v6::any()))
+                     : *parse_ip(o.local_address);
+    socket.bind({local, static_cast<std::uint16_t>(o.local_port)}, ec);
+  }
+  if (!ec) {
+    auto [e] = co_await socket.async_connect(target, asio::experimental::as_tuple(asio::use_awaitable));
+    ec = e;
+  }
+  if (ec) {
+    std::error_code ignored;
+    socket.close(ignored);
+  }
+  co_return ec;
+}
+
+/// Tries the addresses one after another; the error lists every attempt.
+template <typename Executor>
+awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
+    Executor executor, const std::vector<tcp::endpoint>& targets, const ConnectOptions& o,
+    tcp::endpoint& connected) {
+  asio::basic_stream_socket<tcp, Executor> socket(executor);
+  std::error_code first;
+  std::string attempts;
+  for (const auto& target : targets) {
+    std::error_code ec = co_await try_connect(socket, target, o);
+    if (!ec) {
+      connected = target;
+      co_return socket;
+    }
+    if (!first) first = ec;
+    if (!attempts.empty()) attempts += "; ";
+    attempts += syscall_error("connect", ec, host_port(target)).what();
+  }
+  throw error(first, attempts);
+}
+
+template <typename Executor>
+awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o) {
+  validate(o);
+  auto targets = co_await resolve(executor, o);
+  tcp::endpoint connected;
+  std::optional<asio::basic_stream_socket<tcp, Executor>> socket;
+  if (o.timeout.count() > 0) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::basic_waitable_timer<std::chrono::steady_clock,
+                               asio::wait_traits<std::chrono::steady_clock>, Executor>
+        timer(executor, o.timeout);
+    auto outcome = co_await (connect_any(executor, targets, o, connected) ||
+                             timer.async_wait(asio::use_awaitable));
+    if (outcome.index() == 1) {
+      throw error(make_error_code(errc::timeout),
+                  "connect ETIMEDOUT " + o.host + ":" + std::to_string(o.port) +
+                      " (no connection within " + std::to_string(o.timeout.count()) + " ms)");
+    }
+    socket.emplace(std::move(std::get<0>(outcome)));
+  } else {
+    socket.emplace(co_await connect_any(executor, targets, o, connected));
+  }
+  socket_settings settings{.allow_half_open = o.allow_half_open,
+                           .paused = false,
+                           .high_water_mark = o.high_water_mark};
+  basic_socket<Executor> result(std::make_shared<socket_core<Executor>>(
+      std::move(*socket), connected, settings, nullptr));
+  if (o.no_delay) result.set_no_delay(true);
+  if (o.keep_alive) result.set_keep_alive(true, o.keep_alive_initial_delay);
+  if (o.timeout.count() > 0) result.set_timeout(o.timeout);
+  co_return result;
+}
+
+}  // namespace detail
+
+/// Opens a TCP connection on the awaiting coroutine's executor.
+/// Completes once connected. Throws coronet::error: a bad port, family or local
+/// address before any system call; "getaddrinfo ENOTFOUND host"; "connect
+/// ECONNREFUSED 127.0.0.1:4000" (every attempt listed when several addresses were
+/// tried, code() of the first); errc::timeout when options.timeout passes.
+/// Cancelling it closes the half-open attempt; nothing is left behind.
+inline awaitable<Socket> connect(ConnectOptions options) {
+  auto executor = co_await asio::this_coro::executor;
+  co_return co_await detail::connect(executor, std::move(options));
+}
+
+/// connect({.host = host, .port = port}).
+inline awaitable<Socket> connect(int port, std::string host = "localhost") {
+  return connect(ConnectOptions{.host = std::move(host), .port = port});
+}
+
+/// The same on an explicit executor, for a socket of a concrete executor type.
+template <typename Executor>
+awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions options) {
+  return detail::connect(std::move(executor), std::move(options));
+}
+
+}  // namespace coronet

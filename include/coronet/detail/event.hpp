@@ -1,0 +1,55 @@
+// coronet/detail/event.hpp - a broadcast wake-up for coroutines on one executor.
+//
+// Waiters re-check their own condition after every wake-up (like a condition
+// variable), so notify_all() never needs to know who waits or why. It is built on
+// a timer that never expires: cancelling it resumes every waiter. The timer is
+// created on first use, so objects that never wait carry no timer at all.
+#pragma once
+
+#include <chrono>
+#include <optional>
+
+#include "../config.hpp"
+
+namespace coronet::detail {
+
+template <typename Executor>
+class event {
+ public:
+  explicit event(Executor executor) : executor_(std::move(executor)) {}
+
+  /// Suspends until the next notify_all() (true), or until the wait itself is
+  /// cancelled through Asio's per-operation cancellation (false).
+  awaitable<bool> wait() {
+    if (!timer_) timer_.emplace(executor_, clock::time_point::max());
+    const auto generation = generation_;
+    ++waiters_;
+    waiting_guard guard{waiters_};
+    co_await timer_->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    co_return generation_ != generation;
+  }
+
+  void notify_all() {
+    if (waiters_ == 0) return;
+    ++generation_;
+    timer_->cancel();
+  }
+
+  bool has_waiters() const { return waiters_ > 0; }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  using timer = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor>;
+
+  struct waiting_guard {
+    int& count;
+    ~waiting_guard() { --count; }
+  };
+
+  Executor executor_;
+  std::optional<timer> timer_;
+  int waiters_ = 0;
+  unsigned generation_ = 0;
+};
+
+}  // namespace coronet::detail

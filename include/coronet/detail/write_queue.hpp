@@ -1,0 +1,144 @@
+// coronet/detail/write_queue.hpp - the bytes a socket still owes the kernel, in order.
+//
+// Entries are either borrowed (a co_await write() keeps its buffer alive until it
+// completes) or owned (write_nowait() copies what the kernel did not take at once),
+// or an end marker (FIN goes out after everything queued before it). Entries
+// complete strictly in order, so a writer only needs its sequence number to know
+// when its bytes are gone: done when completed() >= its number.
+//
+// The storage is a ring that only grows, and owned entries keep their string's
+// capacity when the slot is reused, so a socket in steady state does not allocate.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <sys/uio.h>
+#include <vector>
+
+namespace coronet::detail {
+
+class write_queue {
+ public:
+  using sequence = std::uint64_t;
+
+  bool empty() const { return count_ == 0; }
+  std::size_t bytes() const { return bytes_; }
+  /// Sequence number of the last entry that completed (0 before any).
+  sequence completed() const { return completed_; }
+  bool front_is_end() const { return count_ > 0 && at(0).is_end; }
+
+  /// Queues bytes the caller keeps alive until its sequence number completes.
+  sequence push_borrowed(const char* data, std::size_t size) {
+    entry& e = push_slot();
+    e.borrowed = data;
+    e.size = size;
+    bytes_ += size;
+    return last_sequence();
+  }
+
+  /// Queues a private copy of the bytes.
+  sequence push_owned(std::string_view data) {
+    entry& e = push_slot();
+    e.owned.assign(data);
+    e.is_owned = true;
+    e.size = data.size();
+    bytes_ += data.size();
+    return last_sequence();
+  }
+
+  /// Queues the FIN: it leaves once every entry before it has.
+  sequence push_end() {
+    push_slot().is_end = true;
+    return last_sequence();
+  }
+
+  /// Fills iov with the data entries at the front (stopping at an end marker).
+  /// Returns how many iovec slots were used.
+  std::size_t gather(iovec* iov, std::size_t max) const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < count_ && n < max; ++i) {
+      const entry& e = at(i);
+      if (e.is_end) break;
+      iov[n].iov_base = const_cast<char*>(e.data());
+      iov[n].iov_len = e.size - e.offset;
+      ++n;
+    }
+    return n;
+  }
+
+  /// The kernel took n bytes from the front: completes the entries it covered.
+  void consume(std::size_t n) {
+    bytes_ -= n;
+    while (n > 0) {
+      entry& e = at(0);
+      std::size_t left = e.size - e.offset;
+      if (n < left) {
+        e.offset += n;
+        return;
+      }
+      n -= left;
+      pop();
+    }
+  }
+
+  /// Completes the end marker at the front, once the FIN is sent.
+  void pop_end() { pop(); }
+
+  /// Drops everything (the socket failed): every queued sequence counts as completed,
+  /// and the waiters learn the outcome from the socket's failure.
+  void clear() {
+    while (count_ > 0) pop();
+    bytes_ = 0;
+  }
+
+ private:
+  struct entry {
+    const char* borrowed = nullptr;
+    std::string owned;
+    std::size_t size = 0;
+    std::size_t offset = 0;
+    bool is_owned = false;
+    bool is_end = false;
+
+    const char* data() const { return (is_owned ? owned.data() : borrowed) + offset; }
+  };
+
+  entry& at(std::size_t i) { return ring_[(head_ + i) & (ring_.size() - 1)]; }
+  const entry& at(std::size_t i) const { return ring_[(head_ + i) & (ring_.size() - 1)]; }
+
+  sequence last_sequence() const { return completed_ + count_; }
+
+  entry& push_slot() {
+    if (count_ == ring_.size()) grow();
+    entry& e = at(count_++);
+    e.borrowed = nullptr;
+    e.size = e.offset = 0;
+    e.is_owned = e.is_end = false;
+    return e;
+  }
+
+  void pop() {
+    entry& e = at(0);
+    e.owned.clear();  // keeps capacity for the next owned entry in this slot
+    head_ = (head_ + 1) & (ring_.size() - 1);
+    --count_;
+    ++completed_;
+  }
+
+  void grow() {
+    std::vector<entry> bigger(ring_.empty() ? 4 : ring_.size() * 2);
+    for (std::size_t i = 0; i < count_; ++i) bigger[i] = std::move(at(i));
+    ring_ = std::move(bigger);
+    head_ = 0;
+  }
+
+  std::vector<entry> ring_;  // size is zero or a power of two
+  std::size_t head_ = 0;
+  std::size_t count_ = 0;
+  std::size_t bytes_ = 0;
+  sequence completed_ = 0;
+};
+
+}  // namespace coronet::detail

@@ -1,0 +1,155 @@
+// coronet/error.hpp - the errors coronet reports, worded the way Node words them.
+//
+// Every failing operation throws coronet::error, a std::system_error whose code()
+// is either a system errno (std::system_category: ECONNREFUSED, ECONNRESET, ...) or
+// a coronet::errc (coronet's own conditions: write after end, timeout, ...), and
+// whose what() is a sentence a person can act on:
+//
+//     connect ECONNREFUSED 127.0.0.1:4000
+//     listen EADDRINUSE: address already in use 127.0.0.1:3000
+//     read ECONNRESET
+//     write after end
+#pragma once
+
+#include <cctype>
+#include <cerrno>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "config.hpp"
+
+namespace coronet {
+
+/// coronet's own error conditions. Each has a fixed message; the thrown
+/// coronet::error may add detail (the bad value, the address) after it.
+enum class errc {
+  timeout = 1,               ///< an idle timeout or a deadline passed (the socket stays open)
+  write_after_end,           ///< write() after our own end()
+  ended_by_peer,             ///< write() after the peer's FIN ended our side (allow_half_open false)
+  socket_destroyed,          ///< an operation on a socket after destroy()
+  bad_port,                  ///< a port outside 0..65535
+  bad_address,               ///< a host that is not an IP address where one is required
+  bad_family,                ///< an address family other than 0, 4 or 6
+  invalid_argument,          ///< any other argument coronet refuses before a system call
+  server_not_running,        ///< close() on a server that is not listening
+  server_already_listening,  ///< listen() on a server that is already listening
+  read_in_progress,          ///< a second read() while one is still waiting on the same socket
+  frame_too_long,            ///< read_line()/read_until() passed its byte bound
+  truncated_frame,           ///< FIN arrived in the middle of a read_exactly()/read_line() frame
+  not_connected,             ///< an operation that needs a connection on a socket that has none
+};
+
+namespace detail {
+
+class errc_category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "coronet"; }
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::timeout: return "timed out";
+      case errc::write_after_end: return "write after end";
+      case errc::ended_by_peer: return "This socket has been ended by the other party";
+      case errc::socket_destroyed: return "the socket was destroyed";
+      case errc::bad_port: return "port should be >= 0 and < 65536";
+      case errc::bad_address: return "invalid IP address";
+      case errc::bad_family: return "address family must be one of: 0, 4, 6";
+      case errc::invalid_argument: return "invalid argument";
+      case errc::server_not_running: return "Server is not running.";
+      case errc::server_already_listening:
+        return "Listen method has been called more than once without closing.";
+      case errc::read_in_progress: return "another read() is already waiting on this socket";
+      case errc::frame_too_long: return "frame longer than the allowed maximum";
+      case errc::truncated_frame: return "the peer ended the stream in the middle of a frame";
+      case errc::not_connected: return "the socket is not connected";
+    }
+    return "unknown coronet error";
+  }
+};
+
+}  // namespace detail
+
+inline const std::error_category& category() noexcept {
+  static const detail::errc_category instance;
+  return instance;
+}
+
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), category()};
+}
+
+}  // namespace coronet
+
+template <>
+struct std::is_error_code_enum<coronet::errc> : std::true_type {};
+
+namespace coronet {
+
+/// The exception every coronet operation throws. code() tells what happened in a
+/// form a program can compare (`e.code() == std::errc::connection_refused`,
+/// `e.code() == coronet::errc::timeout`); what() tells a person.
+class error : public std::system_error {
+ public:
+  error(std::error_code code, std::string message)
+      : std::system_error(code), message_(std::move(message)) {}
+  explicit error(errc e) : error(make_error_code(e), make_error_code(e).message()) {}
+  error(errc e, std::string_view detail)
+      : error(make_error_code(e), make_error_code(e).message() + std::string(detail)) {}
+
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
+namespace detail {
+
+/// errno's symbolic name, as Node prints it ("ECONNREFUSED"); empty when unknown.
+inline std::string_view errno_name(int value) noexcept {
+  switch (value) {
+#define CORONET_ERRNO(name) \
+  case name: return #name;
+    CORONET_ERRNO(EACCES) CORONET_ERRNO(EADDRINUSE) CORONET_ERRNO(EADDRNOTAVAIL)
+    CORONET_ERRNO(EAFNOSUPPORT) CORONET_ERRNO(EAGAIN) CORONET_ERRNO(EALREADY)
+    CORONET_ERRNO(EBADF) CORONET_ERRNO(ECANCELED) CORONET_ERRNO(ECONNABORTED)
+    CORONET_ERRNO(ECONNREFUSED) CORONET_ERRNO(ECONNRESET) CORONET_ERRNO(EHOSTUNREACH)
+    CORONET_ERRNO(EINVAL) CORONET_ERRNO(EMFILE) CORONET_ERRNO(ENETDOWN)
+    CORONET_ERRNO(ENETUNREACH) CORONET_ERRNO(ENFILE) CORONET_ERRNO(ENOBUFS)
+    CORONET_ERRNO(ENOMEM) CORONET_ERRNO(ENOTCONN) CORONET_ERRNO(ENOTSOCK)
+    CORONET_ERRNO(EPERM) CORONET_ERRNO(EPIPE) CORONET_ERRNO(ETIMEDOUT)
+    CORONET_ERRNO(EPROTO) CORONET_ERRNO(EINTR)
+#undef CORONET_ERRNO
+    default: return {};
+  }
+}
+
+/// The error code's short name: "ECONNREFUSED" for errno codes, else its message.
+inline std::string code_name(const std::error_code& ec) {
+  if (ec.category() == std::system_category() || ec.category() == std::generic_category()) {
+    if (auto name = errno_name(ec.value()); !name.empty()) return std::string(name);
+  }
+  if (ec == asio::error::eof) return "EOF";
+  return ec.message();
+}
+
+/// A system call failed: "connect ECONNREFUSED 127.0.0.1:4000". With `describe`,
+/// Node's longer form: "listen EADDRINUSE: address already in use 127.0.0.1:3000".
+inline error syscall_error(std::string_view syscall, const std::error_code& ec,
+                           std::string_view where = {}, bool describe = false) {
+  std::string message(syscall);
+  message += ' ';
+  message += code_name(ec);
+  if (describe) {
+    std::string text = ec.message();
+    if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+    message += ": " + text;
+  }
+  if (!where.empty()) {
+    message += ' ';
+    message += where;
+  }
+  return error(ec, std::move(message));
+}
+
+}  // namespace detail
+}  // namespace coronet

@@ -1,0 +1,258 @@
+// coronet/socket.hpp - a connected TCP socket: Node's net.Socket as co_await-able calls.
+//
+//     while (auto chunk = co_await socket.read())   // nullopt once the peer sent FIN
+//       co_await socket.write(*chunk);              // waits while the kernel is full
+//     co_await socket.end();                        // flush, then FIN; reading goes on
+//
+// A socket comes from coronet::connect() or from a server's accept(). It is a
+// move-only handle; dropping it destroys the connection (Node's destroy()), so
+// call end() first for a graceful close. Operations already waiting elsewhere keep
+// what they need alive and finish with operation_aborted.
+//
+// Threading: a socket is used from the thread (or strand) that runs its executor.
+// Construct the io_context with a concurrency hint of 1 when a single thread runs
+// it (`asio::io_context io{1}`), as Asio itself advises; coronet then reads with
+// one system call per chunk (see detail/reactor.hpp for why that needs the hint).
+#pragma once
+
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "address.hpp"
+#include "config.hpp"
+#include "detail/socket_core.hpp"
+#include "error.hpp"
+
+namespace coronet {
+
+template <typename Executor = asio::any_io_executor>
+class basic_socket {
+  using core_type = detail::socket_core<Executor>;
+
+ public:
+  using executor_type = Executor;
+  using native_socket_type = asio::basic_stream_socket<asio::ip::tcp, Executor>;
+
+  /// A socket with no connection; every operation on it throws errc::not_connected.
+  basic_socket() = default;
+  explicit basic_socket(std::shared_ptr<core_type> core) : core_(std::move(core)) {}
+
+  basic_socket(basic_socket&&) noexcept = default;
+  basic_socket& operator=(basic_socket&& other) noexcept {
+    if (this != &other) {
+      close_quietly();
+      core_ = std::move(other.core_);
+    }
+    return *this;
+  }
+  ~basic_socket() { close_quietly(); }
+
+  // ------------------------------------------------------------------ reading
+
+  /// The next chunk the peer sent, as a view into the socket's read buffer that stays
+  /// valid until the next read on this socket; nullopt once the peer has sent FIN
+  /// (and on every read after it).
+  /// Completes as soon as any bytes arrive. Throws coronet::error: "read ECONNRESET"
+  /// when the peer resets (the socket is then destroyed), errc::timeout when
+  /// set_timeout()'s idle period passes (the socket stays open),
+  /// errc::read_in_progress when another read is already waiting, errc::socket_destroyed
+  /// after destroy(). destroy() while it waits: operation_aborted. Cancelling it
+  /// loses no bytes: they stay in the kernel for the next read.
+  awaitable<std::optional<std::string_view>> read() { return core_type::read(core()); }
+
+  /// Reads up to buffer.size() bytes into the caller's buffer; returns 0 at FIN.
+  /// Completes, throws and cancels like read().
+  awaitable<std::size_t> read_some(asio::mutable_buffer buffer) {
+    return core_type::read_some(core(), buffer);
+  }
+  awaitable<std::size_t> read_some(std::span<char> buffer) {
+    return read_some(asio::buffer(buffer.data(), buffer.size()));
+  }
+  awaitable<std::size_t> read_some(std::span<std::byte> buffer) {
+    return read_some(asio::buffer(buffer.data(), buffer.size()));
+  }
+
+  /// Stops reading from the kernel: a waiting read() waits until resume(), and TCP
+  /// flow control pushes back on the peer. As in Node, a paused socket does not see FIN.
+  void pause() { core()->pause(); }
+  void resume() { core()->resume(); }
+  bool is_paused() const { return core()->is_paused(); }
+
+  // ------------------------------------------------------------------ writing
+
+  /// Sends `data`, completing once every byte is in the kernel's send buffer (it
+  /// waits while the kernel is full: that is the backpressure). Writes from several
+  /// coroutines never interleave; what is queued together leaves in one writev.
+  /// `data` must stay valid until completion. Throws: "write after end" after end(),
+  /// errc::ended_by_peer after the automatic end (allow_half_open false),
+  /// errc::socket_destroyed after destroy(), "write EPIPE"/"write ECONNRESET" when the
+  /// peer is gone. destroy() while it waits: operation_aborted. A cancelled write's
+  /// bytes stay queued and still go out, in order: nothing is half-sent.
+  awaitable<void> write(asio::const_buffer data) { return core_type::write(core(), data); }
+  awaitable<void> write(std::string_view data) { return write(asio::buffer(data)); }
+  awaitable<void> write(std::span<const std::byte> data) {
+    return write(asio::buffer(data.data(), data.size()));
+  }
+
+  /// Node's write(): queues a copy without waiting and returns false once
+  /// writable_length() reaches high_water_mark(); co_await drain() then waits for
+  /// the queue to empty. Throws like write() for a socket that cannot write.
+  bool write_nowait(asio::const_buffer data) { return core()->write_nowait(data); }
+  bool write_nowait(std::string_view data) { return write_nowait(asio::buffer(data)); }
+  bool write_nowait(std::span<const std::byte> data) {
+    return write_nowait(asio::buffer(data.data(), data.size()));
+  }
+
+  /// Completes when nothing is queued any more (Node's 'drain'). Throws the
+  /// socket's failure, or operation_aborted on destroy().
+  awaitable<void> drain() { return core_type::drain(core()); }
+
+  /// Half-close: sends what is queued, then FIN. Reading still works afterwards.
+  /// Completes when the FIN is handed to the kernel. A second end() waits for the
+  /// same FIN. Throws errc::socket_destroyed after destroy(), or the write error
+  /// that stopped the queue.
+  awaitable<void> end() { return core_type::end(core()); }
+  /// write(data) then end(); "write after end" if the socket already ended.
+  awaitable<void> end(std::string_view data) { return end_with(core(), data); }
+
+  /// Closes at once. Waiting operations finish with operation_aborted; bytes still
+  /// queued are dropped. Idempotent.
+  void destroy() {
+    if (core_) core_->destroy();
+  }
+  /// Closes with RST instead of FIN; the peer sees ECONNRESET (Node's resetAndDestroy).
+  void reset_and_destroy() {
+    if (core_) core_->reset_and_destroy();
+  }
+
+  // ------------------------------------------------------------------ options
+
+  /// Node's setTimeout(): after `idle` with no bytes moving either way, a waiting
+  /// read() throws errc::timeout (or the next read() that would wait does). The
+  /// socket stays open; it fires once per idle period and I/O re-arms it. 0 disables.
+  basic_socket& set_timeout(std::chrono::milliseconds idle) {
+    if (idle.count() < 0) throw error(errc::invalid_argument, ": timeout must not be negative");
+    core()->set_timeout(idle);
+    return *this;
+  }
+  std::chrono::milliseconds timeout() const { return core()->timeout(); }
+
+  /// TCP_NODELAY: small writes leave at once instead of waiting to be coalesced.
+  basic_socket& set_no_delay(bool enable = true) {
+    set_int_option(IPPROTO_TCP, TCP_NODELAY, enable ? 1 : 0);
+    return *this;
+  }
+
+  /// SO_KEEPALIVE with Node's probe settings: the first probe after `initial_delay`
+  /// (whole seconds; 0 keeps the system's), then one per second, 10 before giving up.
+  basic_socket& set_keep_alive(bool enable, std::chrono::seconds initial_delay = {}) {
+    return set_keep_alive(enable, initial_delay, std::chrono::seconds(1), 10);
+  }
+  /// The same with the probe interval and count that Node users asked for for years.
+  basic_socket& set_keep_alive(bool enable, std::chrono::seconds initial_delay,
+                               std::chrono::seconds interval, int count) {
+    if (initial_delay.count() < 0 || interval.count() <= 0 || count <= 0) {
+      throw error(errc::invalid_argument, ": keep-alive delay, interval and count must be positive");
+    }
+    set_int_option(SOL_SOCKET, SO_KEEPALIVE, enable ? 1 : 0);
+    if (!enable) return *this;
+    if (initial_delay.count() > 0) {
+      set_int_option(IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(initial_delay.count()));
+    }
+    set_int_option(IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(interval.count()));
+    set_int_option(IPPROTO_TCP, TCP_KEEPCNT, count);
+    return *this;
+  }
+
+  /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the kernel
+  /// drops the connection (the next operation then fails with ETIMEDOUT). 0 = system default.
+  basic_socket& set_user_timeout(std::chrono::milliseconds limit) {
+    if (limit.count() < 0) throw error(errc::invalid_argument, ": user timeout must not be negative");
+    set_int_option(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(limit.count()));
+    return *this;
+  }
+
+  /// Bytes queued beyond which write_nowait() returns false (default 64 KiB, as Node 22).
+  std::size_t high_water_mark() const { return core()->high_water_mark(); }
+  basic_socket& set_high_water_mark(std::size_t bytes) {
+    core()->set_high_water_mark(bytes);
+    return *this;
+  }
+
+  // ------------------------------------------------------------------ state
+
+  /// "open", "readOnly" (we ended), "writeOnly" (the peer ended) or "closed".
+  std::string_view ready_state() const { return core_ ? core_->ready_state() : "closed"; }
+  /// True once the connection is over: destroyed, failed, or ended both ways.
+  bool destroyed() const { return !core_ || core_->destroyed(); }
+  bool allow_half_open() const { return core()->allow_half_open(); }
+
+  /// Bytes received from, and handed to the kernel for, this connection.
+  std::uint64_t bytes_read() const { return core_ ? core_->bytes_read() : 0; }
+  std::uint64_t bytes_written() const { return core_ ? core_->bytes_written() : 0; }
+  /// Bytes queued and not yet taken by the kernel (Node's writableLength).
+  std::size_t writable_length() const { return core_ ? core_->writable_length() : 0; }
+
+  /// The local end, as Node's socket.address(); empty fields when unknown.
+  Address address() const {
+    if (!core_) return {};
+    auto ep = core_->local_endpoint();
+    return ep ? detail::to_address(*ep) : Address{};
+  }
+  std::string local_address() const { return address().address; }
+  std::string local_family() const { return address().family; }
+  std::uint16_t local_port() const { return address().port; }
+
+  /// The peer, known from connect or accept, so it still answers after close.
+  Address remote() const { return core_ ? detail::to_address(core_->remote_endpoint()) : Address{}; }
+  std::string remote_address() const { return remote().address; }
+  std::string remote_family() const { return remote().family; }
+  std::uint16_t remote_port() const { return remote().port; }
+
+  executor_type get_executor() const { return core()->get_executor(); }
+  /// The Asio socket underneath, for options coronet does not wrap.
+  native_socket_type& native() { return core()->native(); }
+
+ private:
+  const std::shared_ptr<core_type>& core() const {
+    if (!core_) {
+      throw error(make_error_code(errc::not_connected),
+                  "the socket is not connected (default-constructed or moved from)");
+    }
+    return core_;
+  }
+
+  void close_quietly() noexcept {
+    if (core_) core_->destroy();
+  }
+
+  void set_int_option(int level, int name, int value) {
+    auto& c = core();
+    if (c->destroyed()) return;  // as in Node, setters on a closed socket are harmless
+    if (::setsockopt(c->native().native_handle(), level, name, &value, sizeof value) != 0) {
+      throw detail::syscall_error("setsockopt", {errno, std::system_category()});
+    }
+  }
+
+  static awaitable<void> end_with(std::shared_ptr<core_type> core, std::string_view data) {
+    if (!data.empty()) co_await core_type::write(core, asio::buffer(data));
+    co_await core_type::end(core);
+  }
+
+  std::shared_ptr<core_type> core_;
+};
+
+using Socket = basic_socket<>;
+
+}  // namespace coronet
+
+#include "connect.hpp"

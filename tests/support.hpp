@@ -1,0 +1,98 @@
+// tests/support.hpp - what every suite needs: run a coroutine on a real io_context
+// with a time bound, and a loopback server to talk to.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <coronet/coronet.hpp>
+
+namespace test {
+
+using namespace std::chrono_literals;
+
+/// Runs `body()` (a coroutine) on a fresh io_context until it finishes, rethrowing
+/// what it threw. Fails the test if it has not finished within `limit`, so a bug
+/// that hangs shows up as a failure, never as a stuck suite.
+/// `concurrency_hint` 1 (the default) is the single-threaded fast path; pass
+/// ASIO_CONCURRENCY_HINT_DEFAULT to exercise the path for multi-threaded contexts.
+inline void run(std::function<coronet::awaitable<void>()> body,
+                std::chrono::steady_clock::duration limit = 30s, int concurrency_hint = 1,
+                int threads = 1) {
+  asio::io_context io{concurrency_hint};
+  std::exception_ptr failure;
+  bool done = false;
+  // With several threads, the test's coroutines share one strand (as a user's must
+  // when they share sockets) while the reactor runs on every thread.
+  asio::any_io_executor executor = io.get_executor();
+  if (threads > 1) executor = asio::make_strand(io);
+  asio::co_spawn(executor, body(), [&](std::exception_ptr e) {
+    failure = e;
+    done = true;
+    io.stop();
+  });
+  std::vector<std::thread> extra;
+  for (int i = 1; i < threads; ++i) extra.emplace_back([&] { io.run_for(limit); });
+  io.run_for(limit);
+  for (auto& t : extra) t.join();
+  REQUIRE_MESSAGE(done, "the test coroutine did not finish in time");
+  if (failure) std::rethrow_exception(failure);
+}
+
+/// Deterministic pseudo-random bytes: a failure reproduces.
+inline std::string random_bytes(std::size_t n, std::uint32_t seed = 12345) {
+  std::mt19937 gen(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(gen() & 0xff);
+  return s;
+}
+
+/// FNV-1a: cheap and order-sensitive, enough to catch a lost, doubled or swapped chunk.
+inline std::uint64_t checksum(std::string_view data, std::uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+/// Reads until FIN and returns everything.
+inline coronet::awaitable<std::string> read_all(coronet::Socket& socket) {
+  std::string all;
+  while (auto chunk = co_await socket.read()) all.append(*chunk);
+  co_return all;
+}
+
+/// A coroutine that echoes one connection until FIN, then ends.
+inline coronet::awaitable<void> echo(coronet::Socket socket) {
+  while (auto chunk = co_await socket.read()) co_await socket.write(*chunk);
+  co_await socket.end();
+}
+
+/// Listens on 127.0.0.1 (or `host`), port 0, and returns the port.
+inline coronet::awaitable<int> listen_loopback(coronet::Server& server, std::string host = "127.0.0.1") {
+  co_await server.listen(0, host);
+  co_return server.address()->port;
+}
+
+/// Expects `op` to throw coronet::error; returns it for further checks.
+template <typename Awaitable>
+coronet::awaitable<coronet::error> expect_error(Awaitable op) {
+  try {
+    co_await std::move(op);
+  } catch (const coronet::error& e) {
+    co_return e;
+  }
+  FAIL("expected a coronet::error");
+  co_return coronet::error(coronet::errc::invalid_argument);
+}
+
+}  // namespace test

@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "address.hpp"
@@ -16,10 +18,16 @@
 namespace coronet {
 
 /// Node's net.connect() options, with C++ types. Only `port` is required.
+///
+/// Strings are views: connect() copies them before it returns its awaitable, so
+/// they only need to live until the call. (Every coronet options struct is
+/// trivially destructible on purpose: g++ 12 crashes on aggregate temporaries
+/// with destructors inside a co_await expression, which is how options are
+/// usually written: `co_await connect({.host = "example.org", .port = 80})`.)
 struct ConnectOptions {
-  std::string host = "localhost";  ///< a name (resolved) or an IP literal (used as is)
-  int port = -1;                   ///< 0..65535; required
-  std::string local_address{};       ///< source address to bind, an IP literal
+  std::string_view host = "localhost";  ///< a name (resolved) or an IP literal (used as is)
+  int port = -1;                        ///< 0..65535; required
+  std::string_view local_address{};     ///< source address to bind, an IP literal
   int local_port = 0;              ///< source port to bind; 0 lets the kernel pick
   int family = 0;                  ///< 0 (any), 4 or 6: which resolved addresses to try
   bool allow_half_open = false;    ///< see ServerOptions::allow_half_open
@@ -31,6 +39,8 @@ struct ConnectOptions {
   std::chrono::milliseconds timeout{0};
   std::size_t high_water_mark = 64 * 1024;  ///< see basic_socket::high_water_mark()
 };
+static_assert(std::is_trivially_destructible_v<ConnectOptions>,
+              "options must stay trivially destructible: see the note above");
 
 namespace detail {
 
@@ -50,7 +60,7 @@ inline void validate(const ConnectOptions& o) {
   }
   if (!o.local_address.empty() && !is_ip(o.local_address)) {
     throw error(make_error_code(errc::bad_address),
-                "Invalid IP address: options.localAddress is '" + o.local_address + "'");
+                "Invalid IP address: options.localAddress is '" + std::string(o.local_address) + "'");
   }
   if (o.timeout.count() < 0) {
     throw error(make_error_code(errc::invalid_argument), "options.timeout must not be negative");
@@ -75,14 +85,14 @@ awaitable<std::vector<tcp::endpoint>> resolve(Executor executor, const ConnectOp
         asio::experimental::as_tuple(asio::use_awaitable));
     if (ec) {
       const char* name = ec == asio::error::host_not_found_try_again ? "EAI_AGAIN" : "ENOTFOUND";
-      throw error(ec, std::string("getaddrinfo ") + name + " " + o.host);
+      throw error(ec, std::string("getaddrinfo ") + name + " " + std::string(o.host));
     }
     for (const auto& entry : results) endpoints.push_back(entry.endpoint());
   }
   std::erase_if(endpoints, [&](const tcp::endpoint& ep) { return !family_matches(ep, o.family); });
   if (endpoints.empty()) {
     throw error(make_error_code(errc::bad_address),
-                "getaddrinfo ENOTFOUND " + o.host + " (no IPv" + std::to_string(o.family) +
+                "getaddrinfo ENOTFOUND " + std::string(o.host) + " (no IPv" + std::to_string(o.family) +
                     " address)");
   }
   co_return endpoints;
@@ -133,8 +143,13 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
   throw error(first, attempts);
 }
 
+/// The connection itself. `host` and `local_address` are this frame's own copies
+/// of the caller's strings: `o` is re-pointed at them before anything else.
 template <typename Executor>
-awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o) {
+awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, std::string host,
+                                          std::string local_address) {
+  o.host = host;
+  o.local_address = local_address;
   validate(o);
   auto targets = co_await resolve(executor, o);
   tcp::endpoint connected;
@@ -148,7 +163,7 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o) {
                              timer.async_wait(asio::use_awaitable));
     if (outcome.index() == 1) {
       throw error(make_error_code(errc::timeout),
-                  "connect ETIMEDOUT " + o.host + ":" + std::to_string(o.port) +
+                  "connect ETIMEDOUT " + std::string(o.host) + ":" + std::to_string(o.port) +
                       " (no connection within " + std::to_string(o.timeout.count()) + " ms)");
     }
     socket.emplace(std::move(std::get<0>(outcome)));
@@ -166,6 +181,16 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o) {
   co_return result;
 }
 
+template <typename Executor>
+awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOptions& o) {
+  return connect(std::move(executor), o, std::string(o.host), std::string(o.local_address));
+}
+
+inline awaitable<Socket> connect_here(ConnectOptions o, std::string host, std::string local_address) {
+  auto executor = co_await asio::this_coro::executor;
+  co_return co_await connect(executor, o, std::move(host), std::move(local_address));
+}
+
 }  // namespace detail
 
 /// Opens a TCP connection on the awaiting coroutine's executor.
@@ -174,20 +199,20 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o) {
 /// ECONNREFUSED 127.0.0.1:4000" (every attempt listed when several addresses were
 /// tried, code() of the first); errc::timeout when options.timeout passes.
 /// Cancelling it closes the half-open attempt; nothing is left behind.
-inline awaitable<Socket> connect(ConnectOptions options) {
-  auto executor = co_await asio::this_coro::executor;
-  co_return co_await detail::connect(executor, std::move(options));
+inline awaitable<Socket> connect(const ConnectOptions& options) {
+  return detail::connect_here(options, std::string(options.host),
+                              std::string(options.local_address));
 }
 
 /// connect({.host = host, .port = port}).
-inline awaitable<Socket> connect(int port, std::string host = "localhost") {
-  return connect(ConnectOptions{.host = std::move(host), .port = port});
+inline awaitable<Socket> connect(int port, std::string_view host = "localhost") {
+  return connect(ConnectOptions{.host = host, .port = port});
 }
 
 /// The same on an explicit executor, for a socket of a concrete executor type.
 template <typename Executor>
-awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions options) {
-  return detail::connect(std::move(executor), std::move(options));
+awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOptions& options) {
+  return detail::connect(std::move(executor), options);
 }
 
 }  // namespace coronet

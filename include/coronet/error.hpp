@@ -87,11 +87,25 @@ namespace coronet {
 
 /// The exception every coronet operation throws. code() tells what happened in a
 /// form a program can compare (`e.code() == std::errc::connection_refused`,
-/// `e.code() == coronet::errc::timeout`); what() tells a person.
+/// `e.code() == coronet::errc::timeout`); what() tells a person. An operation
+/// that destroy() or a cancellation interrupted has code() ==
+/// std::errc::operation_canceled (Asio's operation_aborted, ECANCELED).
+namespace detail {
+
+/// Asio reports errno values in its own "asio.system" category, which does not
+/// compare equal to std::errc; coronet hands out the standard system category, so
+/// `e.code() == std::errc::connection_refused` works.
+inline std::error_code normalize(const std::error_code& ec) noexcept {
+  if (ec.category() == asio::system_category()) return {ec.value(), std::system_category()};
+  return ec;
+}
+
+}  // namespace detail
+
 class error : public std::system_error {
  public:
   error(std::error_code code, std::string message)
-      : std::system_error(code), message_(std::move(message)) {}
+      : std::system_error(detail::normalize(code)), message_(std::move(message)) {}
   explicit error(errc e) : error(make_error_code(e), make_error_code(e).message()) {}
   error(errc e, std::string_view detail)
       : error(make_error_code(e), make_error_code(e).message() + std::string(detail)) {}
@@ -124,7 +138,8 @@ inline std::string_view errno_name(int value) noexcept {
 }
 
 /// The error code's short name: "ECONNREFUSED" for errno codes, else its message.
-inline std::string code_name(const std::error_code& ec) {
+inline std::string code_name(std::error_code ec) {
+  ec = normalize(ec);
   if (ec.category() == std::system_category() || ec.category() == std::generic_category()) {
     if (auto name = errno_name(ec.value()); !name.empty()) return std::string(name);
   }

@@ -13,6 +13,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "address.hpp"
@@ -36,14 +38,18 @@ struct ServerOptions {
   std::size_t high_water_mark = 64 * 1024;            ///< each socket's write_nowait() bound
 };
 
-/// Node's server.listen() options.
+/// Node's server.listen() options. Like every coronet options struct it is
+/// trivially destructible (see ConnectOptions): `host` is a view that listen()
+/// copies before it returns its awaitable.
 struct ListenOptions {
-  int port = 0;           ///< 0..65535; 0 lets the kernel pick (see address())
-  std::string host{};       ///< empty: "::" dual-stack, else "0.0.0.0"; a name is resolved
+  int port = 0;                ///< 0..65535; 0 lets the kernel pick (see address())
+  std::string_view host{};     ///< empty: "::" dual-stack, else "0.0.0.0"; a name is resolved
   int backlog = 511;      ///< Node's default; the kernel caps it at somaxconn
   bool ipv6_only = false;  ///< on "::", refuse IPv4 clients (IPV6_V6ONLY)
   bool reuse_port = false;  ///< SO_REUSEPORT: several servers (one per core) share the port
 };
+static_assert(std::is_trivially_destructible_v<ListenOptions>);
+static_assert(std::is_trivially_destructible_v<ServerOptions>);
 
 template <typename Executor = asio::any_io_executor>
 class basic_server {
@@ -64,18 +70,16 @@ class basic_server {
   /// coronet::error: a port outside 0..65535 (before any system call);
   /// "listen EADDRINUSE: address already in use 127.0.0.1:3000"; a host that does
   /// not resolve; errc::server_already_listening when listening.
-  awaitable<void> listen(int port = 0, std::string host = {}, int backlog = 511) {
-    return listen(ListenOptions{.port = port, .host = std::move(host), .backlog = backlog});
+  awaitable<void> listen(int port = 0, std::string_view host = {}, int backlog = 511) {
+    return listen(ListenOptions{.port = port, .host = host, .backlog = backlog});
   }
-  awaitable<void> listen(ListenOptions options) {
-    auto executor = co_await asio::this_coro::executor;
-    auto target = co_await resolve_bind_target(executor, options);
-    bind_and_listen(own_executor(executor), options, target);
+  awaitable<void> listen(const ListenOptions& options) {
+    return listen_here(state_, options, std::string(options.host));
   }
   /// The same without a coroutine, on an explicit executor (a host name is
   /// resolved synchronously). Handy in main() before io_context::run().
-  void listen(const executor_type& executor, ListenOptions options) {
-    bind_and_listen(executor, options, resolve_now(executor, options));
+  void listen(const executor_type& executor, const ListenOptions& options) {
+    bind_and_listen(*state_, executor, options, resolve_now(executor, options));
   }
 
   /// The next connection. Completes when a peer connects. Throws
@@ -166,36 +170,55 @@ class basic_server {
   /// Where to bind; nullopt means "no host": "::" dual-stack, else "0.0.0.0".
   using bind_target = std::optional<tcp::endpoint>;
 
-  void check_can_listen(const ListenOptions& o) const {
-    if (listening()) throw error(errc::server_already_listening);
+  static void check_can_listen(const state& s, const ListenOptions& o) {
+    if (s.listening()) throw error(errc::server_already_listening);
     detail::checked_port(o.port, "options.port");
     if (o.backlog < 0) throw error(errc::invalid_argument, ": backlog must not be negative");
   }
 
-  template <typename AnyExecutor>
-  awaitable<bind_target> resolve_bind_target(AnyExecutor executor, const ListenOptions& o) {
-    check_can_listen(o);
-    const auto port = static_cast<std::uint16_t>(o.port);
-    if (o.host.empty()) co_return std::nullopt;
-    if (auto ip = detail::parse_ip(o.host)) co_return tcp::endpoint(*ip, port);
-    asio::ip::basic_resolver<tcp, AnyExecutor> resolver(executor);
-    auto [ec, results] = co_await resolver.async_resolve(
-        o.host, std::to_string(port), asio::ip::resolver_base::numeric_service,
-        asio::experimental::as_tuple(asio::use_awaitable));
-    if (ec || results.empty()) throw error(ec, "getaddrinfo ENOTFOUND " + o.host);
-    co_return results.begin()->endpoint();
+  /// The coroutine behind listen(): `host` is this frame's copy of the caller's view.
+  static awaitable<void> listen_here(state_ptr s, ListenOptions o, std::string host) {
+    o.host = host;
+    auto executor = co_await asio::this_coro::executor;
+    check_can_listen(*s, o);
+    bind_target target = literal_target(o);
+    if (!target && !o.host.empty()) {
+      asio::ip::tcp::resolver resolver(executor);
+      auto [ec, results] = co_await resolver.async_resolve(
+          o.host, std::to_string(o.port), asio::ip::resolver_base::numeric_service,
+          asio::experimental::as_tuple(asio::use_awaitable));
+      target = first_result(ec, results, o);
+    }
+    bind_and_listen(*s, own_executor(executor), o, target);
   }
 
   bind_target resolve_now(const executor_type& executor, const ListenOptions& o) {
-    check_can_listen(o);
-    const auto port = static_cast<std::uint16_t>(o.port);
-    if (o.host.empty()) return std::nullopt;
-    if (auto ip = detail::parse_ip(o.host)) return tcp::endpoint(*ip, port);
-    asio::ip::basic_resolver<tcp, executor_type> resolver(executor);
-    std::error_code ec;
-    auto results = resolver.resolve(o.host, std::to_string(port),
-                                    asio::ip::resolver_base::numeric_service, ec);
-    if (ec || results.empty()) throw error(ec, "getaddrinfo ENOTFOUND " + o.host);
+    check_can_listen(*state_, o);
+    bind_target target = literal_target(o);
+    if (!target && !o.host.empty()) {
+      asio::ip::basic_resolver<tcp, executor_type> resolver(executor);
+      std::error_code ec;
+      auto results = resolver.resolve(o.host, std::to_string(o.port),
+                                      asio::ip::resolver_base::numeric_service, ec);
+      target = first_result(ec, results, o);
+    }
+    return target;
+  }
+
+  /// An IP literal needs no resolver (and no host at all means Node's default).
+  static bind_target literal_target(const ListenOptions& o) {
+    if (auto ip = detail::parse_ip(o.host)) return tcp::endpoint(*ip, static_cast<std::uint16_t>(o.port));
+    return std::nullopt;
+  }
+
+  /// Node binds the first address a host name resolves to.
+  template <typename Results>
+  static bind_target first_result(const std::error_code& ec, const Results& results,
+                                  const ListenOptions& o) {
+    if (ec || results.empty()) {
+      throw error(ec ? ec : make_error_code(errc::bad_address),
+                  "getaddrinfo ENOTFOUND " + std::string(o.host));
+    }
     return results.begin()->endpoint();
   }
 
@@ -211,8 +234,9 @@ class basic_server {
     }
   }
 
-  void bind_and_listen(const executor_type& executor, const ListenOptions& o, bind_target target) {
-    check_can_listen(o);
+  static void bind_and_listen(state& s, const executor_type& executor, const ListenOptions& o,
+                              bind_target target) {
+    check_can_listen(s, o);
     const auto port = static_cast<std::uint16_t>(o.port);
     acceptor_type acceptor(executor);
     std::error_code ec;
@@ -230,8 +254,8 @@ class basic_server {
       }
     }
     if (ec) throw detail::syscall_error("listen", ec, detail::host_port(where), true);
-    state_->acceptor.emplace(std::move(acceptor));
-    if (!state_->tracker) state_->tracker = std::make_shared<detail::connection_tracker>(executor);
+    s.acceptor.emplace(std::move(acceptor));
+    if (!s.tracker) s.tracker = std::make_shared<detail::connection_tracker>(executor);
   }
 
   static std::error_code open_bind_listen(acceptor_type& acceptor, const tcp::endpoint& where,

@@ -24,7 +24,9 @@ run_suite() {  # name, then meson setup arguments
 
 CXX=g++ run_suite gcc
 CXX=clang++ run_suite clang
-CXX=clang++ run_suite asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+# clang 14 cannot build coroutines at -O0 under ASan ("Cannot represent a difference
+# across sections"), so the ASan+UBSan build uses g++.
+CXX=g++ run_suite asan -Db_sanitize=address,undefined -Db_lundef=false
 CXX=clang++ TSAN_OPTIONS=halt_on_error=1 run_suite tsan -Db_sanitize=thread -Db_lundef=false
 
 step "installed copy through pkg-config"

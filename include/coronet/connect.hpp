@@ -8,9 +8,13 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <algorithm>
+#include <memory>
+#include <optional>
 #include <vector>
 
 #include "address.hpp"
+#include "detail/event.hpp"
 #include "config.hpp"
 #include "error.hpp"
 #include "socket.hpp"
@@ -37,6 +41,11 @@ struct ConnectOptions {
   /// Bounds connection set-up: when no address answers within it, connect() throws
   /// errc::timeout. As in Node it also becomes the socket's idle timeout afterwards.
   std::chrono::milliseconds timeout{0};
+  /// Happy Eyeballs (RFC 8305): when a name resolves to several addresses, the
+  /// next attempt starts after this delay (or at once when the previous one
+  /// fails) while the earlier ones keep going; the first to connect wins. Unlike
+  /// Node, no attempt is abandoned after the delay, so slow routes still work.
+  std::chrono::milliseconds attempt_delay{250};
   std::size_t high_water_mark = 64 * 1024;  ///< see basic_socket::high_water_mark()
 };
 static_assert(std::is_trivially_destructible_v<ConnectOptions>,
@@ -62,8 +71,9 @@ inline void validate(const ConnectOptions& o) {
     throw error(make_error_code(errc::bad_address),
                 "Invalid IP address: options.localAddress is '" + std::string(o.local_address) + "'");
   }
-  if (o.timeout.count() < 0) {
-    throw error(make_error_code(errc::invalid_argument), "options.timeout must not be negative");
+  if (o.timeout.count() < 0 || o.attempt_delay.count() < 0) {
+    throw error(make_error_code(errc::invalid_argument),
+                "options.timeout and options.attempt_delay must not be negative");
   }
 }
 
@@ -122,25 +132,100 @@ awaitable<std::error_code> try_connect(asio::basic_stream_socket<tcp, Executor>&
   co_return ec;
 }
 
-/// Tries the addresses one after another; the error lists every attempt.
+/// RFC 8305's order: families alternate, IPv6 first. With a local address only
+/// its family can work.
+inline std::vector<tcp::endpoint> attempt_order(const std::vector<tcp::endpoint>& resolved,
+                                                const ConnectOptions& o) {
+  std::vector<tcp::endpoint> v6, v4, order;
+  for (const auto& ep : resolved) (ep.address().is_v6() ? v6 : v4).push_back(ep);
+  if (!o.local_address.empty()) (is_ipv4(o.local_address) ? v6 : v4).clear();
+  for (std::size_t i = 0; i < std::max(v6.size(), v4.size()); ++i) {
+    if (i < v6.size()) order.push_back(v6[i]);
+    if (i < v4.size()) order.push_back(v4[i]);
+  }
+  return order;
+}
+
+/// The attempts of one connect(), shared by the coroutines that race.
+template <typename Executor>
+struct connect_race {
+  using socket_type = asio::basic_stream_socket<tcp, Executor>;
+
+  explicit connect_race(Executor executor) : changed(std::move(executor)) {}
+
+  std::optional<socket_type> winner;
+  tcp::endpoint winner_endpoint;
+  std::vector<socket_type*> in_flight;  // attempts still connecting, to close when one wins
+  std::error_code first_error;
+  std::string failures;                 // "connect ECONNREFUSED ::1:80; connect ..."
+  int running = 0;
+  event<Executor> changed;
+
+  /// Closes every attempt still in flight: they finish with operation_aborted.
+  void abandon_others() {
+    for (socket_type* s : in_flight) {
+      std::error_code ignored;
+      s->close(ignored);
+    }
+  }
+};
+
+template <typename Executor>
+awaitable<void> connect_attempt(std::shared_ptr<connect_race<Executor>> race, tcp::endpoint target,
+                                ConnectOptions o, Executor executor) {
+  typename connect_race<Executor>::socket_type socket(executor);
+  race->in_flight.push_back(&socket);
+  std::error_code ec = co_await try_connect(socket, target, o);
+  std::erase(race->in_flight, &socket);
+  --race->running;
+  if (!race->winner) {
+    if (!ec) {
+      race->winner.emplace(std::move(socket));
+      race->winner_endpoint = target;
+      race->abandon_others();
+    } else {
+      if (!race->first_error) race->first_error = ec;
+      if (!race->failures.empty()) race->failures += "; ";
+      race->failures += syscall_error("connect", ec, host_port(target)).what();
+    }
+  }
+  race->changed.notify_all();
+}
+
+/// Races the addresses the Happy Eyeballs way; the error lists every attempt.
 template <typename Executor>
 awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
     Executor executor, const std::vector<tcp::endpoint>& targets, const ConnectOptions& o,
     tcp::endpoint& connected) {
-  asio::basic_stream_socket<tcp, Executor> socket(executor);
-  std::error_code first;
-  std::string attempts;
-  for (const auto& target : targets) {
-    std::error_code ec = co_await try_connect(socket, target, o);
-    if (!ec) {
-      connected = target;
-      co_return socket;
+  using namespace asio::experimental::awaitable_operators;
+  auto race = std::make_shared<connect_race<Executor>>(executor);
+  struct abandon_on_exit {
+    connect_race<Executor>& race;
+    ~abandon_on_exit() { race.abandon_others(); }  // cancelled or failed: leave nothing behind
+  } guard{*race};
+  asio::basic_waitable_timer<std::chrono::steady_clock,
+                             asio::wait_traits<std::chrono::steady_clock>, Executor>
+      stagger(executor);
+  std::size_t next = 0;
+  bool launch_now = true;
+  while (!race->winner) {
+    if (next < targets.size() && (launch_now || race->running == 0)) {
+      ++race->running;
+      asio::co_spawn(executor, connect_attempt(race, targets[next++], o, executor), asio::detached);
+      launch_now = false;
     }
-    if (!first) first = ec;
-    if (!attempts.empty()) attempts += "; ";
-    attempts += syscall_error("connect", ec, host_port(target)).what();
+    if (race->running == 0 && next == targets.size()) break;  // every attempt failed
+    if (next < targets.size()) {
+      stagger.expires_after(o.attempt_delay);
+      auto woke = co_await (race->changed.wait() || stagger.async_wait(asio::use_awaitable));
+      launch_now = woke.index() == 1;  // the delay passed with no answer: start the next one
+    } else {
+      co_await race->changed.wait();
+    }
   }
-  throw error(first, attempts);
+  if (!race->winner) throw error(race->first_error, race->failures);
+  connected = race->winner_endpoint;
+  co_return std::move(*race->winner);
 }
 
 /// The connection itself. `host` and `local_address` are this frame's own copies
@@ -151,7 +236,12 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
   o.host = host;
   o.local_address = local_address;
   validate(o);
-  auto targets = co_await resolve(executor, o);
+  auto targets = attempt_order(co_await resolve(executor, o), o);
+  if (targets.empty()) {
+    throw error(make_error_code(errc::bad_address),
+                "connect: no address of " + std::string(o.host) +
+                    " has the family of options.localAddress");
+  }
   tcp::endpoint connected;
   std::optional<asio::basic_stream_socket<tcp, Executor>> socket;
   if (o.timeout.count() > 0) {

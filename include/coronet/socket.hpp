@@ -29,6 +29,7 @@
 
 #include "address.hpp"
 #include "config.hpp"
+#include "decoder.hpp"
 #include "detail/socket_core.hpp"
 #include "error.hpp"
 
@@ -81,6 +82,38 @@ class basic_socket {
     return read_some(asio::buffer(buffer.data(), buffer.size()));
   }
 
+  /// The next line, without its "\n" (or "\r\n"); nullopt at FIN between lines.
+  /// Completes when a whole line has arrived. Throws errc::frame_too_long when
+  /// `max` bytes arrive without a newline (never unbounded memory; the bytes stay
+  /// buffered for read()), errc::truncated_frame when FIN cuts a line short (the
+  /// message says how many bytes were lost), and what read() throws. The view lives
+  /// until the next read on this socket. Works on raw bytes, ignoring set_encoding().
+  awaitable<std::optional<std::string_view>> read_line(std::size_t max = 64 * 1024) {
+    return read_line_of(core(), max);
+  }
+
+  /// The next bytes up to and including `delimiter`; completes and throws like read_line().
+  /// `delimiter` must stay valid until completion.
+  awaitable<std::optional<std::string_view>> read_until(std::string_view delimiter, std::size_t max) {
+    if (delimiter.empty()) throw error(errc::invalid_argument, ": read_until needs a delimiter");
+    return core_type::read_until(core(), delimiter, max, "read_until");
+  }
+
+  /// Exactly n bytes; nullopt at FIN before the first of them; errc::truncated_frame
+  /// when FIN comes in the middle. Completes and cancels like read().
+  awaitable<std::optional<std::string_view>> read_exactly(std::size_t n) {
+    return core_type::read_exactly(core(), n);
+  }
+
+  /// From now on read() yields text decoded from `enc` (Node's setEncoding()): a
+  /// UTF-8 character split across TCP segments is never cut, and an incomplete one
+  /// at FIN becomes a single U+FFFD. Framed reads and read_some() stay raw.
+  basic_socket& set_encoding(encoding enc) {
+    core()->set_encoding(enc);
+    return *this;
+  }
+  std::optional<encoding> get_encoding() const { return core()->get_encoding(); }
+
   /// Stops reading from the kernel: a waiting read() waits until resume(), and TCP
   /// flow control pushes back on the peer. As in Node, a paused socket does not see FIN.
   void pause() { core()->pause(); }
@@ -101,6 +134,12 @@ class basic_socket {
   awaitable<void> write(std::string_view data) { return write(asio::buffer(data)); }
   awaitable<void> write(std::span<const std::byte> data) {
     return write(asio::buffer(data.data(), data.size()));
+  }
+
+  /// Writes text given in `enc` (Node's write(string, encoding)): "hex" and "base64"
+  /// text is decoded to bytes, "latin1" text to one byte per character.
+  awaitable<void> write(std::string_view text, encoding enc) {
+    return write_encoded(core(), text, enc);
   }
 
   /// Node's write(): queues a copy without waiting and returns false once
@@ -241,6 +280,24 @@ class basic_socket {
     if (::setsockopt(c->native().native_handle(), level, name, &value, sizeof value) != 0) {
       throw detail::syscall_error("setsockopt", {errno, std::system_category()});
     }
+  }
+
+  static awaitable<std::optional<std::string_view>> read_line_of(std::shared_ptr<core_type> core,
+                                                                 std::size_t max) {
+    auto line = co_await core_type::read_until(core, "\n", max, "read_line");
+    if (line) {
+      line->remove_suffix(1);
+      if (line->ends_with('\r')) line->remove_suffix(1);
+    }
+    co_return line;
+  }
+
+  static awaitable<void> write_encoded(std::shared_ptr<core_type> core, std::string_view text,
+                                       encoding enc) {
+    if (enc == encoding::utf8) co_return co_await core_type::write(core, asio::buffer(text));
+    std::string bytes;
+    coronet::encode(text, enc, bytes);
+    co_await core_type::write(core, asio::buffer(bytes));
   }
 
   static awaitable<void> end_with(std::shared_ptr<core_type> core, std::string_view data) {

@@ -25,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -34,6 +35,7 @@
 #include <string_view>
 
 #include "../address.hpp"
+#include "../decoder.hpp"
 #include "../error.hpp"
 #include "buffer_pool.hpp"
 #include "connection_tracker.hpp"
@@ -81,20 +83,27 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   // ---------------------------------------------------------------- reading
 
-  /// The next chunk of bytes, or nullopt once the peer has sent FIN.
+  /// The next chunk of bytes (decoded text once an encoding is set), or nullopt
+  /// once the peer has sent FIN.
   static awaitable<std::optional<std::string_view>> read(pointer self) {
-    self->release_chunk();
-    self->check_readable("read");
-    if (self->read_eof_) co_return std::nullopt;
+    self->begin_read("read");
     reading_guard guard{*self};
+    if (!self->pending_.empty()) {
+      // Bytes a framed read received beyond its frame come first.
+      self->frame_.swap(self->pending_);
+      self->pending_.clear();
+      if (auto text = self->deliver(self->frame_)) co_return text;
+    }
     for (;;) {
+      if (self->read_eof_) co_return self->deliver_end();
       if (self->paused_) co_await self->wait_until_resumed("read");
       if (!self->chunk_) self->chunk_ = buffer_pool::local().take();
       std::size_t n = 0;
       std::error_code ec = self->receive(self->chunk_.get(), read_buffer_size, n);
       if (!ec) {
-        if (n == 0) co_return std::nullopt;
-        co_return std::string_view(self->chunk_.get(), n);
+        if (n == 0) continue;  // FIN: read_eof_ is set
+        if (auto text = self->deliver({self->chunk_.get(), n})) co_return text;
+        continue;  // only part of a character: wait for the rest
       }
       self->release_chunk();  // idle sockets hold no buffer while they wait
       if (ec != asio::error::would_block) throw self->fail("read", ec);
@@ -102,10 +111,48 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     }
   }
 
+  /// The next bytes up to and including `delimiter`; nullopt at a clean FIN.
+  /// Throws errc::frame_too_long once `max` bytes arrive without it (they stay
+  /// buffered for read()), and errc::truncated_frame on FIN inside a frame.
+  static awaitable<std::optional<std::string_view>> read_until(pointer self, std::string_view delimiter,
+                                                             std::size_t max, const char* op) {
+    self->begin_read(op);
+    reading_guard guard{*self};
+    std::size_t searched = 0;
+    for (;;) {
+      auto at = self->pending_.find(delimiter, searched);
+      if (at != std::string::npos) {
+        const std::size_t length = at + delimiter.size();
+        if (length > max) throw self->frame_too_long(op, max);
+        co_return self->take_frame(length);
+      }
+      if (self->pending_.size() >= max) throw self->frame_too_long(op, max);
+      // A delimiter may straddle what we have and what comes next.
+      searched = self->pending_.size() >= delimiter.size() ? self->pending_.size() - delimiter.size() + 1 : 0;
+      if (!co_await self->fill(op)) co_return self->end_of_frames(op);
+    }
+  }
+
+  /// Exactly `n` bytes; nullopt at a clean FIN; errc::truncated_frame on FIN inside them.
+  static awaitable<std::optional<std::string_view>> read_exactly(pointer self, std::size_t n) {
+    self->begin_read("read_exactly");
+    reading_guard guard{*self};
+    while (self->pending_.size() < n) {
+      if (!co_await self->fill("read_exactly")) co_return self->end_of_frames("read_exactly");
+    }
+    co_return self->take_frame(n);
+  }
+
+  /// Decodes what read() returns from now on (Node's setEncoding()).
+  void set_encoding(encoding enc) { decoder_.emplace(enc); }
+  std::optional<encoding> get_encoding() const {
+    return decoder_ ? std::optional(decoder_->get_encoding()) : std::nullopt;
+  }
+
   /// Up to buffer.size() bytes into the caller's buffer; 0 once the peer has sent FIN.
   static awaitable<std::size_t> read_some(pointer self, asio::mutable_buffer buffer) {
-    self->release_chunk();
-    self->check_readable("read");
+    self->begin_read("read");
+    if (!self->pending_.empty()) co_return self->copy_pending(buffer);
     if (self->read_eof_ || buffer.size() == 0) co_return 0;
     reading_guard guard{*self};
     for (;;) {
@@ -307,6 +354,81 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   void release_chunk() {
     if (chunk_) buffer_pool::local().give(std::move(chunk_));
+  }
+
+  /// Every read starts here: the previous view ends, and the state must allow it.
+  void begin_read(const char* op) {
+    release_chunk();
+    check_readable(op);
+  }
+
+  /// Raw bytes as read() hands them out: as they are, or decoded. nullopt when
+  /// decoding produced nothing yet (a character split across reads).
+  std::optional<std::string_view> deliver(std::string_view raw) {
+    if (!decoder_) return raw;
+    decoded_.clear();
+    decoder_->write(raw, decoded_);
+    if (decoded_.empty()) return std::nullopt;
+    return std::string_view(decoded_);
+  }
+
+  /// At FIN: what the decoder still holds (Node emits an incomplete UTF-8 tail as
+  /// one U+FFFD), then nullopt for good.
+  std::optional<std::string_view> deliver_end() {
+    if (!decoder_) return std::nullopt;
+    decoded_.clear();
+    decoder_->end(decoded_);
+    if (decoded_.empty()) return std::nullopt;
+    return std::string_view(decoded_);
+  }
+
+  /// Receives one chunk into pending_ for a framed read. False at FIN.
+  awaitable<bool> fill(const char* op) {
+    for (;;) {
+      if (read_eof_) co_return false;
+      if (paused_) co_await wait_until_resumed(op);
+      if (!chunk_) chunk_ = buffer_pool::local().take();
+      std::size_t n = 0;
+      std::error_code ec = receive(chunk_.get(), read_buffer_size, n);
+      if (!ec) {
+        pending_.append(chunk_.get(), n);
+        release_chunk();
+        co_return n > 0;
+      }
+      release_chunk();
+      if (ec != asio::error::would_block) throw fail(op, ec);
+      co_await wait_readable(op);
+    }
+  }
+
+  /// The first n buffered bytes become the frame the caller sees until its next read.
+  std::optional<std::string_view> take_frame(std::size_t n) {
+    frame_.assign(pending_, 0, n);
+    pending_.erase(0, n);
+    return std::string_view(frame_);
+  }
+
+  std::size_t copy_pending(asio::mutable_buffer buffer) {
+    const std::size_t n = std::min(buffer.size(), pending_.size());
+    pending_.copy(static_cast<char*>(buffer.data()), n);
+    pending_.erase(0, n);
+    return n;
+  }
+
+  /// FIN while a framed read waited: clean between frames, an error inside one.
+  std::optional<std::string_view> end_of_frames(const char* op) {
+    if (pending_.empty()) return std::nullopt;
+    const std::size_t lost = pending_.size();
+    pending_.clear();
+    throw error(make_error_code(errc::truncated_frame),
+                std::string(op) + ": the peer ended the stream in the middle of a frame; " +
+                    std::to_string(lost) + " bytes of it are lost");
+  }
+
+  static error frame_too_long(const char* op, std::size_t max) {
+    return error(make_error_code(errc::frame_too_long),
+                 std::string(op) + ": no delimiter within " + std::to_string(max) +
+                     " bytes (they stay buffered for read())");
   }
 
   /// One non-blocking recv(). n == 0 with no error means FIN (and records it).
@@ -579,7 +701,11 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   std::error_code failure_;      // why it closed, when not gracefully
 
   // read side
-  buffer_pool::buffer chunk_;
+  buffer_pool::buffer chunk_;   // lent to the caller by read(), pooled
+  std::string pending_;         // received, not yet handed out (framed reads)
+  std::string frame_;           // the last frame handed out
+  std::string decoded_;         // the last text handed out (with an encoding)
+  std::optional<Decoder> decoder_;
   bool reading_ = false;
   char peek_byte_ = 0;
   std::uint64_t bytes_read_ = 0;

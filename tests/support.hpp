@@ -95,4 +95,52 @@ coronet::awaitable<coronet::error> expect_error(Awaitable op) {
   co_return coronet::error(coronet::errc::invalid_argument);
 }
 
+/// A listener that never accepts and whose backlog is full, so that a further
+/// connect() to it gets no answer at all: the kernel drops its SYNs. This is how a
+/// black-holed address looks to a client, made on loopback.
+class blackhole {
+ public:
+  explicit blackhole(const std::string& ip = "127.0.0.1") {
+    auto address = asio::ip::make_address(ip);
+    acceptor_.open(address.is_v4() ? asio::ip::tcp::v4() : asio::ip::tcp::v6());
+    acceptor_.bind({address, 0});
+    acceptor_.listen(0);  // room for a single pending connection
+    port_ = acceptor_.local_endpoint().port();
+    // Fill the one slot: this connect completes in the kernel without an accept().
+    filler_.connect({address, static_cast<std::uint16_t>(port_)});
+  }
+  int port() const { return port_; }
+
+ private:
+  asio::io_context io_{1};
+  asio::ip::tcp::acceptor acceptor_{io_};
+  asio::ip::tcp::socket filler_{io_};
+  int port_ = 0;
+};
+
+/// Lets other coroutines on this executor run until `done()` or `rounds` passes:
+/// a bounded way to wait for something that needs no I/O of its own.
+template <typename Predicate>
+coronet::awaitable<void> settle(Predicate done, int rounds = 1000) {
+  auto ex = co_await asio::this_coro::executor;
+  for (int i = 0; i < rounds && !done(); ++i) co_await asio::post(ex, asio::use_awaitable);
+}
+
+/// A connected pair on loopback: `client` from connect(), `accepted` from the server.
+struct pair {
+  coronet::Server server;
+  coronet::Socket client;
+  coronet::Socket accepted;
+};
+
+inline coronet::awaitable<void> make_pair(pair& p, coronet::ServerOptions options = {},
+                                          coronet::ConnectOptions connect_options = {}) {
+  p.server = coronet::Server(options);
+  const int port = co_await listen_loopback(p.server);
+  connect_options.host = "127.0.0.1";
+  connect_options.port = port;
+  p.client = co_await coronet::connect(connect_options);
+  p.accepted = co_await p.server.accept();
+}
+
 }  // namespace test

@@ -28,7 +28,7 @@ TEST_CASE("connect to a closed port: connect ECONNREFUSED host:port") {
   });
 }
 
-TEST_CASE("connect to localhost tries every address and lists every attempt") {
+TEST_CASE("connect to localhost resolves the name and reports the address it tried") {
   test::run([]() -> coronet::awaitable<void> {
     const int port = co_await closed_port();
     auto e = co_await test::expect_error(coronet::connect(port));  // host "localhost"

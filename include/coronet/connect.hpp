@@ -46,6 +46,9 @@ struct ConnectOptions {
   /// fails) while the earlier ones keep going; the first to connect wins. Unlike
   /// Node, no attempt is abandoned after the delay, so slow routes still work.
   std::chrono::milliseconds attempt_delay{250};
+  /// Node's `lookup`: resolves `host` instead of the system resolver (a plain
+  /// function, called once, before any attempt). Empty result: ENOTFOUND.
+  std::vector<asio::ip::address> (*lookup)(std::string_view host) = nullptr;
   std::size_t high_water_mark = 64 * 1024;  ///< see basic_socket::high_water_mark()
 };
 static_assert(std::is_trivially_destructible_v<ConnectOptions>,
@@ -88,6 +91,9 @@ awaitable<std::vector<tcp::endpoint>> resolve(Executor executor, const ConnectOp
   std::vector<tcp::endpoint> endpoints;
   if (auto ip = parse_ip(o.host)) {
     endpoints.emplace_back(*ip, port);
+  } else if (o.lookup) {
+    for (const auto& address : o.lookup(o.host)) endpoints.emplace_back(address, port);
+    if (endpoints.empty()) throw error(make_error_code(errc::bad_address), "getaddrinfo ENOTFOUND " + std::string(o.host));
   } else {
     asio::ip::basic_resolver<tcp, Executor> resolver(executor);
     auto [ec, results] = co_await resolver.async_resolve(

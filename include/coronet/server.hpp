@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,15 @@ struct ServerOptions {
   bool keep_alive = false;  ///< SO_KEEPALIVE on every accepted socket ...
   std::chrono::seconds keep_alive_initial_delay{0};  ///< ... with this first-probe delay
   std::size_t high_water_mark = 64 * 1024;            ///< each socket's write_nowait() bound
+  /// Connections beyond this many open ones are closed at once and reported to
+  /// on_drop() (Node's maxConnections and 'drop'). 0: no limit (Node 20's meaning).
+  std::size_t max_connections = 0;
+};
+
+/// What on_drop() learns about a connection refused by max_connections.
+struct DropInfo {
+  Address local{};
+  Address remote{};
 };
 
 /// Node's server.listen() options. Like every coronet options struct it is
@@ -114,6 +124,9 @@ class basic_server {
     }
   }
 
+  /// Called for each connection closed because of max_connections (Node's 'drop').
+  void on_drop(std::function<void(const DropInfo&)> handler) { state_->on_drop = std::move(handler); }
+
   /// Stops accepting at once; accepted sockets stay open. Throws
   /// errc::server_not_running when not listening (Node's ERR_SERVER_NOT_RUNNING).
   void close() {
@@ -162,6 +175,7 @@ class basic_server {
     ServerOptions options;
     std::optional<acceptor_type> acceptor;
     std::shared_ptr<detail::connection_tracker> tracker;
+    std::function<void(const DropInfo&)> on_drop;
     bool listening() const { return acceptor && acceptor->is_open(); }
     executor_type executor() { return acceptor->get_executor(); }
   };
@@ -284,12 +298,16 @@ class basic_server {
     if (!s->listening()) throw error(errc::server_not_running);
     tcp::endpoint peer_endpoint;
     asio::basic_stream_socket<tcp, Executor> peer(s->executor());
-    auto [ec] = co_await s->acceptor->async_accept(peer, peer_endpoint,
-                                                   asio::experimental::as_tuple(asio::use_awaitable));
-    if (ec == asio::error::operation_aborted && !s->listening()) {
-      throw error(ec, "accept aborted: the server was closed");
+    for (;;) {
+      auto [ec] = co_await s->acceptor->async_accept(peer, peer_endpoint,
+                                                     asio::experimental::as_tuple(asio::use_awaitable));
+      if (ec == asio::error::operation_aborted && !s->listening()) {
+        throw error(ec, "accept aborted: the server was closed");
+      }
+      if (ec) throw detail::syscall_error("accept", ec);
+      if (!over_limit(*s)) break;
+      drop(*s, peer, peer_endpoint);
     }
-    if (ec) throw detail::syscall_error("accept", ec);
     const ServerOptions& o = s->options;
     detail::socket_settings settings{.allow_half_open = o.allow_half_open,
                                      .paused = o.pause_on_connect,
@@ -299,6 +317,21 @@ class basic_server {
     if (o.no_delay) socket.set_no_delay(true);
     if (o.keep_alive) socket.set_keep_alive(true, o.keep_alive_initial_delay);
     co_return socket;
+  }
+
+  static bool over_limit(const state& s) {
+    return s.options.max_connections != 0 && s.tracker->count() >= s.options.max_connections;
+  }
+
+  /// Closes a connection beyond max_connections: the client sees its connect
+  /// succeed, then FIN, with no data, as with Node.
+  static void drop(state& s, asio::basic_stream_socket<tcp, Executor>& peer, const tcp::endpoint& remote) {
+    DropInfo info;
+    std::error_code ec;
+    if (auto local = peer.local_endpoint(ec); !ec) info.local = detail::to_address(local);
+    info.remote = detail::to_address(remote);
+    peer.close(ec);
+    if (s.on_drop) s.on_drop(info);
   }
 
   static bool is_resource_exhaustion(const std::error_code& ec) {

@@ -1,0 +1,158 @@
+// Socket and server options as the kernel sees them, server limits, and the
+// connect options (local address and port, family, Happy Eyeballs).
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using coronet::Server;
+using coronet::Socket;
+
+namespace {
+
+int get_option(Socket& s, int level, int name) {
+  int v = -1;
+  socklen_t len = sizeof v;
+  ::getsockopt(s.native().native_handle(), level, name, &v, &len);
+  return v;
+}
+
+/// A name that resolves to both loopback addresses, whatever /etc/hosts says.
+std::vector<asio::ip::address> both_loopbacks(std::string_view) {
+  return {asio::ip::make_address("::1"), asio::ip::make_address("127.0.0.1")};
+}
+
+}  // namespace
+
+TEST_CASE("server no_delay and keep_alive reach every accepted socket") {
+  test::run([]() -> coronet::awaitable<void> {
+    test::pair p;
+    co_await test::make_pair(p, {.no_delay = true, .keep_alive = true,
+                                 .keep_alive_initial_delay = 5s});
+    CHECK(get_option(p.accepted, IPPROTO_TCP, TCP_NODELAY) == 1);
+    CHECK(get_option(p.accepted, SOL_SOCKET, SO_KEEPALIVE) == 1);
+    CHECK(get_option(p.accepted, IPPROTO_TCP, TCP_KEEPIDLE) == 5);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_NODELAY) == 0);  // the client chose nothing
+  });
+}
+
+TEST_CASE("connect options no_delay and keep_alive apply at connect") {
+  test::run([]() -> coronet::awaitable<void> {
+    test::pair p;
+    co_await test::make_pair(p, {}, {.no_delay = true, .keep_alive = true,
+                                     .keep_alive_initial_delay = 9s});
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_NODELAY) == 1);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPIDLE) == 9);
+  });
+}
+
+TEST_CASE("keep-alive interval and count, and TCP_USER_TIMEOUT") {
+  test::run([]() -> coronet::awaitable<void> {
+    test::pair p;
+    co_await test::make_pair(p);
+    p.client.set_keep_alive(true, 30s, 3s, 4).set_user_timeout(2500ms);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPIDLE) == 30);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPINTVL) == 3);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPCNT) == 4);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_USER_TIMEOUT) == 2500);
+    p.client.set_keep_alive(false);
+    CHECK(get_option(p.client, SOL_SOCKET, SO_KEEPALIVE) == 0);
+    CHECK_THROWS_AS(p.client.set_keep_alive(true, 1s, 0s, 3), coronet::error);
+  });
+}
+
+TEST_CASE("max_connections drops the extra connection and reports both ends") {
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    Server server{{.max_connections = 1}};
+    std::vector<coronet::DropInfo> drops;
+    server.on_drop([&](const coronet::DropInfo& d) { drops.push_back(d); });
+    const int port = co_await test::listen_loopback(server);
+    Socket first = co_await coronet::connect(port, "127.0.0.1");
+    Socket kept = co_await server.accept();
+
+    bool second_accepted = false;
+    Socket third_accepted;
+    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
+      third_accepted = co_await server.accept();
+      second_accepted = true;
+    }, asio::detached);
+    Socket second = co_await coronet::connect(port, "127.0.0.1");
+    const int second_port = second.local_port();  // read while open (Node forgets it after close)
+    // The client's connect succeeds, then it sees FIN with no data, as with Node.
+    CHECK(co_await test::read_all(second) == "");
+    REQUIRE(drops.size() == 1);
+    CHECK(drops[0].local.port == port);
+    CHECK(drops[0].remote.port == second_port);
+    CHECK(drops[0].remote.address == "127.0.0.1");
+    CHECK_FALSE(second_accepted);
+
+    // Closing one connection frees a slot.
+    kept.destroy();
+    Socket third = co_await coronet::connect(port, "127.0.0.1");
+    co_await test::settle([&] { return second_accepted; });
+    CHECK(second_accepted);
+    CHECK(third_accepted.remote_port() == third.local_port());
+  });
+}
+
+TEST_CASE("local_address and local_port choose the source of a connection") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    const int port = co_await test::listen_loopback(server, "127.0.0.1");
+    // A free port to bind the client to: ask the kernel for one.
+    asio::ip::tcp::acceptor probe(co_await asio::this_coro::executor,
+                                  {asio::ip::make_address("127.0.0.2"), 0});
+    const int local_port = probe.local_endpoint().port();
+    probe.close();
+    Socket c = co_await coronet::connect({.host = "127.0.0.1", .port = port,
+                                          .local_address = "127.0.0.2", .local_port = local_port});
+    Socket s = co_await server.accept();
+    CHECK(s.remote_address() == "127.0.0.2");
+    CHECK(s.remote_port() == local_port);
+    auto e = co_await test::expect_error(
+        coronet::connect({.host = "127.0.0.1", .port = port, .local_address = "not-an-ip"}));
+    CHECK(e.code() == coronet::errc::bad_address);
+  });
+}
+
+TEST_CASE("family 4 or 6 picks which of a name's addresses to use") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    const int port = co_await test::listen_loopback(server, "::");  // dual-stack
+    Socket v4 = co_await coronet::connect({.host = "dual.test", .port = port, .family = 4,
+                                           .lookup = both_loopbacks});
+    CHECK(v4.remote_family() == "IPv4");
+    Socket v6 = co_await coronet::connect({.host = "dual.test", .port = port, .family = 6,
+                                           .lookup = both_loopbacks});
+    CHECK(v6.remote_family() == "IPv6");
+  });
+}
+
+TEST_CASE("Happy Eyeballs: a black-holed IPv6 address does not stall the IPv4 one") {
+  // ::1 swallows SYNs on this port; 127.0.0.1 has a real server on the same port.
+  test::blackhole hole("::1");
+  test::run([&]() -> coronet::awaitable<void> {
+    Server server;
+    co_await server.listen(hole.port(), "127.0.0.1");
+    // A serial connect (Node without its 250 ms abort) would wait minutes on ::1.
+    Socket s = co_await coronet::connect({.host = "dual.test", .port = hole.port(),
+                                          .attempt_delay = 50ms, .lookup = both_loopbacks});
+    CHECK(s.remote_address() == "127.0.0.1");
+    Socket accepted = co_await server.accept();
+    co_await s.end("through IPv4");
+    CHECK(co_await test::read_all(accepted) == "through IPv4");
+  }, 20s);
+}
+
+TEST_CASE("when every address fails, the error lists every attempt") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    const int port = co_await test::listen_loopback(server);
+    server.close();
+    auto e = co_await test::expect_error(
+        coronet::connect({.host = "dual.test", .port = port, .lookup = both_loopbacks}));
+    const std::string p = std::to_string(port);
+    CHECK(e.code() == std::errc::connection_refused);
+    CHECK(std::string(e.what()) ==
+          "connect ECONNREFUSED ::1:" + p + "; connect ECONNREFUSED 127.0.0.1:" + p);
+  });
+}

@@ -107,7 +107,15 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       }
       self->release_chunk();  // idle sockets hold no buffer while they wait
       if (ec != asio::error::would_block) throw self->fail("read", ec);
-      co_await self->wait_readable("read");
+      self->before_wait("read");
+      std::error_code waited;
+      try {
+        if (self->single_threaded_reactor_) co_await self->edge_wait();
+        else waited = co_await self->peek_wait();
+      } catch (const std::system_error& e) {
+        waited = e.code();
+      }
+      self->after_wait("read", waited);
     }
   }
 
@@ -161,7 +169,15 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       std::error_code ec = self->receive(static_cast<char*>(buffer.data()), buffer.size(), n);
       if (!ec) co_return n;
       if (ec != asio::error::would_block) throw self->fail("read", ec);
-      co_await self->wait_readable("read");
+      self->before_wait("read");
+      std::error_code waited;
+      try {
+        if (self->single_threaded_reactor_) co_await self->edge_wait();
+        else waited = co_await self->peek_wait();
+      } catch (const std::system_error& e) {
+        waited = e.code();
+      }
+      self->after_wait("read", waited);
     }
   }
 
@@ -397,7 +413,15 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       }
       release_chunk();
       if (ec != asio::error::would_block) throw fail(op, ec);
-      co_await wait_readable(op);
+      before_wait(op);
+      std::error_code waited;
+      try {
+        if (single_threaded_reactor_) co_await edge_wait();
+        else waited = co_await peek_wait();
+      } catch (const std::system_error& e) {
+        waited = e.code();
+      }
+      after_wait(op, waited);
     }
   }
 
@@ -451,36 +475,45 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     return {};
   }
 
-  /// Waits until the kernel has bytes (or FIN, or an error) for this socket.
-  awaitable<void> wait_readable(const char* op) {
+  // Waiting for readability is written out at each read site, not wrapped in a
+  // coroutine of its own, and the single-threaded wait uses plain use_awaitable
+  // (errors arrive as exceptions; they are rare): another coroutine frame, or
+  // as_tuple's adapter frame, would push a waiting read past Asio's two-slot
+  // per-thread frame cache and cost two heap allocations per round trip.
+
+  /// An idle expiry that no read was waiting for is reported by the next read that waits.
+  void before_wait(const char* op) {
     if (idle_expired_) {
       idle_expired_ = false;
       throw timeout_error(op);
     }
-    std::error_code ec;
-    if (single_threaded_reactor_) {
-      // Safe only when one thread runs the reactor: an edge seen by another thread
-      // between our EAGAIN and this wait would be lost (see reactor.hpp).
-      auto [e] = co_await socket_.async_wait(asio::socket_base::wait_read,
-                                             asio::experimental::as_tuple(asio::use_awaitable));
-      ec = e;
-    } else {
-      // A one-byte peek waits under the reactor's lock, so no edge is lost.
-      auto [e, n] = co_await socket_.async_receive(
-          asio::buffer(&peek_byte_, 1), asio::socket_base::message_peek,
-          asio::experimental::as_tuple(asio::use_awaitable));
-      (void)n;
-      ec = e;
+  }
+
+  /// The single-threaded wait (see reactor.hpp): the edge our EAGAIN promised.
+  awaitable<void> edge_wait() {
+    return socket_.async_wait(asio::socket_base::wait_read, asio::use_awaitable);
+  }
+
+  /// The wait for io_contexts run by several threads: a one-byte MSG_PEEK receive,
+  /// which Asio performs under the descriptor's lock, so no edge is lost.
+  awaitable<std::error_code> peek_wait() {
+    auto [ec, n] = co_await socket_.async_receive(asio::buffer(&peek_byte_, 1),
+                                                  asio::socket_base::message_peek,
+                                                  asio::experimental::as_tuple(asio::use_awaitable));
+    (void)n;
+    co_return ec;
+  }
+
+  /// Ready, EOF or an error are all seen by the next recv(); only a cancellation
+  /// (destroy(), our idle timer, or the caller's) ends the read here.
+  void after_wait(const char* op, const std::error_code& ec) {
+    if (ec != asio::error::operation_aborted) return;
+    if (closed_) throw failure_error(op);
+    if (std::exchange(idle_fired_for_reader_, false)) {
+      idle_expired_ = false;
+      throw timeout_error(op);
     }
-    if (ec == asio::error::operation_aborted) {
-      if (closed_) throw failure_error(op);
-      if (std::exchange(idle_fired_for_reader_, false)) {
-        idle_expired_ = false;
-        throw timeout_error(op);
-      }
-      throw error(ec, std::string(op) + " cancelled");
-    }
-    // Any other outcome (ready, EOF, an error) is seen by the next recv().
+    throw error(ec, std::string(op) + " cancelled");
   }
 
   awaitable<void> wait_until_resumed(const char* op) {

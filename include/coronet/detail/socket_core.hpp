@@ -110,8 +110,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       self->before_wait("read");
       std::error_code waited;
       try {
-        if (self->single_threaded_reactor_) co_await self->edge_wait();
-        else waited = co_await self->peek_wait();
+        co_await self->readable();
       } catch (const std::system_error& e) {
         waited = e.code();
       }
@@ -172,8 +171,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       self->before_wait("read");
       std::error_code waited;
       try {
-        if (self->single_threaded_reactor_) co_await self->edge_wait();
-        else waited = co_await self->peek_wait();
+        co_await self->readable();
       } catch (const std::system_error& e) {
         waited = e.code();
       }
@@ -416,8 +414,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       before_wait(op);
       std::error_code waited;
       try {
-        if (single_threaded_reactor_) co_await edge_wait();
-        else waited = co_await peek_wait();
+        co_await readable();
       } catch (const std::system_error& e) {
         waited = e.code();
       }
@@ -489,19 +486,23 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     }
   }
 
-  /// The single-threaded wait (see reactor.hpp): the edge our EAGAIN promised.
-  awaitable<void> edge_wait() {
-    return socket_.async_wait(asio::socket_base::wait_read, asio::use_awaitable);
+  /// Completes when the socket is readable (or has FIN or an error pending, which
+  /// the next recv() reports); throws only when cancelled. Not a coroutine itself,
+  /// so the single-threaded path costs Asio's one operation frame and no more.
+  awaitable<void> readable() {
+    // One thread runs the reactor (see reactor.hpp): wait for the edge our EAGAIN promised.
+    if (single_threaded_reactor_) return socket_.async_wait(asio::socket_base::wait_read, asio::use_awaitable);
+    return peek_wait();
   }
 
   /// The wait for io_contexts run by several threads: a one-byte MSG_PEEK receive,
   /// which Asio performs under the descriptor's lock, so no edge is lost.
-  awaitable<std::error_code> peek_wait() {
+  awaitable<void> peek_wait() {
     auto [ec, n] = co_await socket_.async_receive(asio::buffer(&peek_byte_, 1),
                                                   asio::socket_base::message_peek,
                                                   asio::experimental::as_tuple(asio::use_awaitable));
     (void)n;
-    co_return ec;
+    if (ec == asio::error::operation_aborted) throw std::system_error(ec);
   }
 
   /// Ready, EOF or an error are all seen by the next recv(); only a cancellation

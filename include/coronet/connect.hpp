@@ -157,7 +157,7 @@ template <typename Executor>
 struct connect_race {
   using socket_type = asio::basic_stream_socket<tcp, Executor>;
 
-  explicit connect_race(Executor executor) : changed(std::move(executor)) {}
+  explicit connect_race(Executor executor) : executor(std::move(executor)) {}
 
   std::optional<socket_type> winner;
   tcp::endpoint winner_endpoint;
@@ -165,6 +165,7 @@ struct connect_race {
   std::error_code first_error;
   std::string failures;                 // "connect ECONNREFUSED ::1:80; connect ..."
   int running = 0;
+  Executor executor;
   event<Executor> changed;
 
   /// Closes every attempt still in flight: they finish with operation_aborted.
@@ -223,10 +224,10 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
     if (race->running == 0 && next == targets.size()) break;  // every attempt failed
     if (next < targets.size()) {
       stagger.expires_after(o.attempt_delay);
-      auto woke = co_await (race->changed.wait() || stagger.async_wait(asio::use_awaitable));
+      auto woke = co_await (race->changed.wait(race->executor) || stagger.async_wait(asio::use_awaitable));
       launch_now = woke.index() == 1;  // the delay passed with no answer: start the next one
     } else {
-      co_await race->changed.wait();
+      co_await race->changed.wait(race->executor);
     }
   }
   if (!race->winner) throw error(race->first_error, race->failures);

@@ -13,7 +13,7 @@ namespace coronet::detail {
 
 class connection_tracker {
  public:
-  explicit connection_tracker(asio::any_io_executor executor) : changed_(std::move(executor)) {}
+  explicit connection_tracker(asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
   void opened() { ++count_; }
   void closed() {
@@ -24,10 +24,11 @@ class connection_tracker {
 
   /// Wakes whoever waits in wait_closed() to re-check.
   void notify() { changed_.notify_all(); }
-  awaitable<bool> wait_for_change() { return changed_.wait(); }
+  awaitable<bool> wait_for_change() { return changed_.wait(executor_); }
 
  private:
   std::size_t count_ = 0;
+  asio::any_io_executor executor_;
   event<asio::any_io_executor> changed_;
 };
 

@@ -7,7 +7,7 @@
 #pragma once
 
 #include <chrono>
-#include <optional>
+#include <memory>
 
 #include "../config.hpp"
 
@@ -16,12 +16,11 @@ namespace coronet::detail {
 template <typename Executor>
 class event {
  public:
-  explicit event(Executor executor) : executor_(std::move(executor)) {}
-
   /// Suspends until the next notify_all() (true), or until the wait itself is
-  /// cancelled through Asio's per-operation cancellation (false).
-  awaitable<bool> wait() {
-    if (!timer_) timer_.emplace(executor_, clock::time_point::max());
+  /// cancelled through Asio's per-operation cancellation (false). The executor is
+  /// the one the owner runs on; it is only needed for the first wait.
+  awaitable<bool> wait(const Executor& executor) {
+    if (!timer_) timer_ = std::make_unique<timer>(executor, clock::time_point::max());
     const auto generation = generation_;
     ++waiters_;
     waiting_guard guard{waiters_};
@@ -46,8 +45,7 @@ class event {
     ~waiting_guard() { --count; }
   };
 
-  Executor executor_;
-  std::optional<timer> timer_;
+  std::unique_ptr<timer> timer_;  // most objects never wait: 8 bytes, not a timer
   int waiters_ = 0;
   unsigned generation_ = 0;
 };

@@ -68,8 +68,6 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
         paused_(settings.paused),
         high_water_mark_(settings.high_water_mark),
         single_threaded_reactor_(reactor_is_single_threaded(socket_.get_executor())),
-        write_event_(socket_.get_executor()),
-        resume_event_(socket_.get_executor()),
         tracker_(std::move(tracker)) {
     std::error_code ignored;
     socket_.native_non_blocking(true, ignored);
@@ -233,7 +231,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     if (self->end_requested_) {
       // A second end(), or ours after the automatic one: wait for the same FIN.
       while (!self->fin_sent_ && !self->failure_) {
-        if (!co_await self->write_event_.wait()) {
+        if (!co_await self->write_event_.wait(self->socket_.get_executor())) {
           throw error(asio::error::operation_aborted, "end cancelled");
         }
       }
@@ -519,7 +517,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   awaitable<void> wait_until_resumed(const char* op) {
     while (paused_) {
-      bool woken = co_await resume_event_.wait();
+      bool woken = co_await resume_event_.wait(socket_.get_executor());
       if (closed_) throw failure_error(op);
       if (!woken) throw error(asio::error::operation_aborted, std::string(op) + " cancelled");
     }
@@ -592,7 +590,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     for (;;) {
       if (failure_) throw failure_error(op);
       if (queue_.completed() >= seq) co_return;
-      bool progressed = flushing_ ? co_await write_event_.wait() : co_await flush(seq);
+      bool progressed = flushing_ ? co_await write_event_.wait(socket_.get_executor()) : co_await flush(seq);
       if (!progressed && !failure_ && queue_.completed() < seq) {
         // Cancelled by the caller: the bytes stay queued and still go out in order.
         if (!flushing_) ensure_flusher();
@@ -668,7 +666,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   void arm_idle_timer() {
     if (closed_) return;
-    if (!idle_timer_) idle_timer_.emplace(socket_.get_executor());
+    if (!idle_timer_) idle_timer_ = std::make_unique<timer>(socket_.get_executor());
     idle_armed_ = true;
     idle_timer_->expires_at(last_activity_ + timeout_);
     idle_timer_->async_wait([weak = this->weak_from_this()](std::error_code ec) {
@@ -758,7 +756,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   // idle timeout
   using timer = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor>;
-  std::optional<timer> idle_timer_;
+  std::unique_ptr<timer> idle_timer_;  // created by the first set_timeout()
   std::chrono::milliseconds timeout_{0};
   clock::time_point last_activity_{};
   bool idle_armed_ = false;

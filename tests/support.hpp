@@ -10,6 +10,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <atomic>
 #include <thread>
 #include <vector>
 

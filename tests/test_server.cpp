@@ -231,3 +231,42 @@ TEST_CASE("pause_on_connect: accepted sockets start paused and read nothing unti
     CHECK(accepted.bytes_read() == 11);
   });
 }
+
+TEST_CASE("reuse_port: two servers on two threads share one port") {
+  // One io_context per thread, each with its own server on the same port: the
+  // multi-core layout coronet recommends. The kernel spreads connections between them.
+  asio::io_context first_io{1}, second_io{1};
+  Server first, second;
+  first.listen(first_io.get_executor(), {.port = 0, .host = "127.0.0.1", .reuse_port = true});
+  const int port = first.address()->port;
+  second.listen(second_io.get_executor(), {.port = port, .host = "127.0.0.1", .reuse_port = true});
+  std::atomic<int> served_first{0}, served_second{0};
+  auto counting_echo = [](std::atomic<int>& served) {
+    return [&served](Socket s) -> coronet::awaitable<void> {
+      ++served;
+      co_await test::echo(std::move(s));
+    };
+  };
+  asio::co_spawn(first_io, first.serve(counting_echo(served_first)), asio::detached);
+  asio::co_spawn(second_io, second.serve(counting_echo(served_second)), asio::detached);
+  std::thread t1([&] { first_io.run_for(30s); });
+  std::thread t2([&] { second_io.run_for(30s); });
+
+  constexpr int clients = 32;
+  test::run([&]() -> coronet::awaitable<void> {
+    for (int i = 0; i < clients; ++i) {
+      Socket c = co_await coronet::connect(port, "127.0.0.1");
+      co_await c.end("ping " + std::to_string(i));
+      CHECK(co_await test::read_all(c) == "ping " + std::to_string(i));
+    }
+  });
+  asio::post(first_io, [&] { first.close(); });
+  asio::post(second_io, [&] { second.close(); });
+  t1.join();
+  t2.join();
+  CHECK(served_first + served_second == clients);
+  // With 32 connections hashed over two listeners, one of them getting none would
+  // mean SO_REUSEPORT was not in effect (odds 1 in 2^31 otherwise).
+  CHECK(served_first > 0);
+  CHECK(served_second > 0);
+}

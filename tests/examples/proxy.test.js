@@ -1,0 +1,110 @@
+// examples/proxy through its command line, between a Node.js client and a Node.js
+// upstream: 10 MiB with a checksum, half-close in each direction, bounded memory
+// on 64 MiB, and an upstream that refuses.
+//   node proxy.test.js PROXY
+'use strict';
+const net = require('net');
+const crypto = require('crypto');
+const fs = require('fs');
+const h = require('./harness');
+const { assert } = h;
+
+const [proxyPath] = process.argv.slice(2);
+
+/// A Node.js upstream running `onConnection` for each socket; resolves with its port.
+async function upstream(onConnection) {
+  const server = net.createServer({ allowHalfOpen: true }, onConnection);
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return server;
+}
+
+async function proxyTo(port) {
+  return h.startServer(proxyPath, ['--listen', '0', '--to', `127.0.0.1:${port}`]);
+}
+
+/// Peak resident memory of a process, in bytes (VmHWM from /proc).
+function peakRss(pid) {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]) * 1024;
+}
+
+h.run({
+  async 'proxy --help and missing flags'() {
+    const help = await h.start(proxyPath, ['--help']).exited;
+    assert.strictEqual(help.code, 0);
+    assert.match(help.stdout, /^usage: proxy/);
+    const missing = await h.start(proxyPath, ['--listen', '0']).exited;
+    assert.strictEqual(missing.code, 2);
+    assert.match(missing.stderr, /--to HOST:PORT is required/);
+  },
+
+  async 'client FIN first: 10 MiB through, and the answer after the FIN comes back'() {
+    // The upstream answers only once it has the client's FIN, with a digest of all it got.
+    const up = await upstream((socket) => {
+      const hash = crypto.createHash('sha256');
+      let length = 0;
+      socket.on('data', (d) => { hash.update(d); length += d.length; });
+      socket.on('end', () => socket.end(`${length} ${hash.digest('hex')}\n`));
+    });
+    const proxy = await proxyTo(up.address().port);
+    const data = crypto.randomBytes(10 * 1024 * 1024);
+    const answer = await h.roundTrip(proxy.port, data);  // resolves at the upstream's FIN
+    assert.strictEqual(answer.toString(), `${data.length} ${h.sha256(data)}\n`);
+    proxy.child.kill('SIGKILL');
+    up.close();
+  },
+
+  async 'upstream FIN first: the client still sends after it, and the upstream gets it'() {
+    let heard;
+    const heardAll = new Promise((r) => { heard = r; });
+    const up = await upstream((socket) => {
+      socket.end('goodbye first\n');  // half-close before the client has said anything
+      const chunks = [];
+      socket.on('data', (d) => chunks.push(d));
+      socket.on('end', () => heard(Buffer.concat(chunks).toString()));
+    });
+    const proxy = await proxyTo(up.address().port);
+    const client = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+    const closed = h.once(client, 'close');
+    let got = '';
+    client.on('data', (d) => { got += d; });
+    await h.once(client, 'end');
+    assert.strictEqual(got, 'goodbye first\n');
+    client.end('still talking after your FIN');
+    assert.strictEqual(await heardAll, 'still talking after your FIN');
+    await closed;
+    proxy.child.kill('SIGKILL');
+    up.close();
+  },
+
+  async '64 MiB from the upstream: intact, and the proxy never holds more than a little of it'() {
+    const size = 64 * 1024 * 1024;
+    const data = crypto.randomBytes(size);
+    const up = await upstream((socket) => {
+      socket.on('data', () => {});
+      socket.end(data);
+    });
+    const proxy = await proxyTo(up.address().port);
+    const back = await h.roundTrip(proxy.port, Buffer.alloc(0));
+    assert.strictEqual(h.sha256(back), h.sha256(data));
+    const peak = peakRss(proxy.child.pid);
+    console.log(`# proxy peak resident memory: ${(peak / 1048576).toFixed(1)} MiB for 64 MiB forwarded`);
+    assert.ok(peak < 32 * 1024 * 1024, `proxy peaked at ${peak} bytes`);
+    proxy.child.kill('SIGKILL');
+    up.close();
+  },
+
+  async 'an upstream that refuses: the client is reset at once, and the proxy goes on'() {
+    const port = await h.closedPort();
+    const proxy = await proxyTo(port);
+    for (let i = 0; i < 2; ++i) {
+      const client = net.connect(proxy.port, '127.0.0.1');
+      let error = null;
+      client.on('error', (e) => { error = e; });
+      await h.once(client, 'close');
+      assert.strictEqual(error && error.code, 'ECONNRESET');
+    }
+    assert.match(proxy.stderr, new RegExp(`proxy: connect ECONNREFUSED 127.0.0.1:${port}\n`));
+    proxy.child.kill('SIGKILL');
+  },
+});

@@ -69,8 +69,11 @@ h.run({
   },
 
   async 'a reset connection: status 1 and the reason'() {
-    const server = await nodeServer((socket) => socket.resetAndDestroy());
-    const proc = h.start(catPath, ['127.0.0.1', String(server.address().port)]);  // stdin stays open
+    // The reset comes once the server has our first line, so the connection was surely
+    // up (a reset racing the handshake is reported as "connect ECONNRESET", as in Node).
+    const server = await nodeServer((socket) => socket.once('data', () => socket.resetAndDestroy()));
+    const proc = h.start(catPath, ['127.0.0.1', String(server.address().port)]);
+    proc.child.stdin.write('ping\n');  // and stdin stays open: only the reset can end it
     const result = await proc.exited;
     server.close();
     assert.strictEqual(result.code, 1);

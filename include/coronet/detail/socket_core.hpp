@@ -12,9 +12,10 @@
 // it is allowed (check_readable / check_writable), so "write after end" and "read
 // after destroy" are decided here and nowhere else.
 //
-// Reading. An idle socket holds no buffer: read() waits for readability, then
-// receives into a buffer borrowed from the per-thread pool and lends the caller a
-// view of it until the next read().
+// Reading. read() receives into a buffer borrowed from the per-thread pool and
+// lends the caller a view of it until the next read(). A drained socket gives the
+// buffer back and waits by receiving into its small inline buffer instead
+// (receive_small(); docs/design.md says why), so an idle socket holds no chunk.
 //
 // Writing. A write first tries the kernel directly; only what the kernel refuses
 // is queued. One coroutine at a time (the flusher) drains the queue with gather
@@ -26,6 +27,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -95,24 +97,22 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     for (;;) {
       if (self->read_eof_) co_return self->deliver_end();
       if (self->paused_) co_await self->wait_until_resumed("read");
+      if (self->drained_) {
+        if (auto text = co_await self->receive_small("read")) co_return text;
+        continue;
+      }
       if (!self->chunk_) self->chunk_ = buffer_pool::local().take();
       std::size_t n = 0;
       std::error_code ec = self->receive(self->chunk_.get(), read_buffer_size, n);
       if (!ec) {
         if (n == 0) continue;  // FIN: read_eof_ is set
+        self->drained_ = n < read_buffer_size;
         if (auto text = self->deliver({self->chunk_.get(), n})) co_return text;
         continue;  // only part of a character: wait for the rest
       }
-      self->release_chunk();  // idle sockets hold no buffer while they wait
+      self->release_chunk();  // idle sockets hold no chunk while they wait
       if (ec != asio::error::would_block) throw self->fail("read", ec);
-      self->before_wait("read");
-      std::error_code waited;
-      try {
-        co_await self->readable();
-      } catch (const std::system_error& e) {
-        waited = e.code();
-      }
-      self->after_wait("read", waited);
+      self->drained_ = true;
     }
   }
 
@@ -480,8 +480,36 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   void before_wait(const char* op) {
     if (idle_expired_) {
       idle_expired_ = false;
+      idle_fired_for_reader_ = false;
       throw timeout_error(op);
     }
+  }
+
+  /// read()'s wait, once a recv() has found the socket drained. First it lets the
+  /// io_context run what else is ready: a server with many connections serves the
+  /// others while this peer answers, so the recv() below mostly finds bytes instead
+  /// of EAGAIN. Then Asio receives into the socket's small inline buffer, at once
+  /// if bytes are there, else when epoll reports them. No chunk is held while
+  /// idle, and a wake-up costs one recv() (a plain readiness wait re-arms epoll
+  /// with epoll_ctl and then needs a recv() of its own). A full inline buffer means
+  /// more may be waiting: the next read() receives the rest into a chunk directly.
+  awaitable<std::optional<std::string_view>> receive_small(const char* op) {
+    co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+    if (closed_) throw failure_error(op);  // destroyed meanwhile
+    before_wait(op);                       // or timed out meanwhile
+    std::error_code waited;
+    const std::size_t n = co_await socket_.async_receive(asio::buffer(inline_),
+                                                         asio::redirect_error(asio::use_awaitable, waited));
+    if (waited == asio::error::eof) {
+      on_peer_end();
+      co_return std::nullopt;
+    }
+    if (waited && waited != asio::error::operation_aborted) throw fail(op, waited);
+    after_wait(op, waited);
+    bytes_read_ += n;
+    note_activity();
+    drained_ = n < inline_.size();
+    co_return deliver({inline_.data(), n});
   }
 
   /// Completes when the socket is readable (or has FIN or an error pending, which
@@ -740,6 +768,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   std::optional<Decoder> decoder_;
   bool reading_ = false;
   char peek_byte_ = 0;
+  std::array<char, 256> inline_;  // what read()'s wait receives; see receive_small()
+  bool drained_ = true;           // the last recv() left nothing behind
   std::uint64_t bytes_read_ = 0;
 
   // write side

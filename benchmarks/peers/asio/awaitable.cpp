@@ -1,0 +1,119 @@
+// The benchmark server on raw standalone Asio with C++20 coroutines
+// (asio::awaitable and use_awaitable): the protocol every peer in
+// benchmarks/peers/ speaks (see benchmarks/README.md), written as an Asio user
+// would who wants coroutines without coronet.
+//   asio_awaitable --mode echo|sink --port PORT
+//
+// One io_context run by one thread; one coroutine and one 64 KiB buffer per
+// connection. It is the closest peer to coronet: what coronet adds on top of it
+// (queues, options, Node's errors) is what the ratio between the two measures.
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <asio.hpp>
+
+namespace {
+
+using asio::ip::tcp;
+
+constexpr std::string_view usage =
+    "usage: asio_awaitable --mode echo|sink --port PORT\n"
+    "  echo: every byte back, FIN mirrored once flushed.\n"
+    "  sink: discard until FIN, then reply with the byte count and a newline.\n"
+    "  Prints 'listening on 127.0.0.1:PORT' first; SIGTERM or SIGINT stops it.\n";
+
+constexpr int backlog = 4096;
+constexpr std::size_t buffer_size = 64 * 1024;
+
+enum class Mode { echo, sink };
+
+// Errors (ECONNRESET...) end this connection's coroutine and no other; the
+// error_code form keeps them off the exception path.
+asio::awaitable<void> serve(tcp::socket socket, Mode mode) {
+  std::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  auto buffer = std::make_unique<char[]>(buffer_size);
+  auto token = asio::redirect_error(asio::use_awaitable, ec);
+  std::uint64_t received = 0;
+  for (;;) {
+    const std::size_t n = co_await socket.async_read_some(asio::buffer(buffer.get(), buffer_size), token);
+    if (ec) break;
+    if (mode == Mode::sink) {
+      received += n;
+      continue;
+    }
+    co_await asio::async_write(socket, asio::buffer(buffer.get(), n), token);
+    if (ec) co_return;
+  }
+  if (ec != asio::error::eof) co_return;
+  if (mode == Mode::sink) {
+    const std::string reply = std::to_string(received) + "\n";
+    co_await asio::async_write(socket, asio::buffer(reply), token);
+    if (ec) co_return;
+  }
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, Mode mode) {
+  for (;;) {
+    std::error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted) co_return;  // shutting down
+    // Other errors (EMFILE...) lose one connection attempt, not the server.
+    if (!ec) asio::co_spawn(acceptor.get_executor(), serve(std::move(socket), mode), asio::detached);
+  }
+}
+
+[[noreturn]] void bad_usage(std::string_view why) {
+  std::cerr << "asio_awaitable: " << why << '\n' << usage;
+  std::exit(2);
+}
+
+Mode parse_args(int argc, char** argv, int& port) {
+  std::string_view mode;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--help") {
+      std::cout << usage;
+      std::exit(0);
+    } else if (a == "--mode" && i + 1 < argc) {
+      mode = argv[++i];
+    } else if (a == "--port" && i + 1 < argc) {
+      port = std::atoi(argv[++i]);
+    } else {
+      bad_usage("unknown argument " + std::string(a));
+    }
+  }
+  if (mode != "echo" && mode != "sink") bad_usage("--mode must be echo or sink");
+  if (port < 0 || port > 65535) bad_usage("--port is required (0..65535)");
+  return mode == "echo" ? Mode::echo : Mode::sink;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int port = -1;
+  const Mode mode = parse_args(argc, argv, port);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  asio::io_context io{1};
+  const tcp::endpoint endpoint(asio::ip::make_address_v4("127.0.0.1"),
+                               static_cast<unsigned short>(port));
+  tcp::acceptor acceptor(io);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(tcp::acceptor::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(backlog);
+  std::cout << "listening on 127.0.0.1:" << acceptor.local_endpoint().port() << std::endl;
+  asio::co_spawn(io, accept_loop(acceptor, mode), asio::detached);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code, int) { io.stop(); });
+  io.run();
+  return 0;
+}

@@ -1,0 +1,152 @@
+// The benchmark server on raw standalone Asio with completion-handler callbacks:
+// the protocol every peer in benchmarks/peers/ speaks (see benchmarks/README.md),
+// written as an Asio user would for speed, with no coroutines.
+//   asio_callbacks --mode echo|sink --port PORT
+//
+// One io_context run by one thread. Each connection owns one 64 KiB buffer for
+// its whole life, and a shared_ptr captured by the pending handler keeps it alive.
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <asio.hpp>
+
+namespace {
+
+using asio::ip::tcp;
+
+constexpr std::string_view usage =
+    "usage: asio_callbacks --mode echo|sink --port PORT\n"
+    "  echo: every byte back, FIN mirrored once flushed.\n"
+    "  sink: discard until FIN, then reply with the byte count and a newline.\n"
+    "  Prints 'listening on 127.0.0.1:PORT' first; SIGTERM or SIGINT stops it.\n";
+
+constexpr int backlog = 4096;
+constexpr std::size_t buffer_size = 64 * 1024;
+
+enum class Mode { echo, sink };
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, Mode mode) : socket_(std::move(socket)), mode_(mode) {}
+
+  void start() {
+    std::error_code ignored;
+    socket_.set_option(tcp::no_delay(true), ignored);
+    read();
+  }
+
+ private:
+  void read() {
+    socket_.async_read_some(asio::buffer(buffer_),
+                            [self = shared_from_this()](std::error_code ec, std::size_t n) {
+                              self->on_read(ec, n);
+                            });
+  }
+
+  // Any error but EOF (ECONNRESET...) just drops the last reference, which
+  // closes this socket and no other.
+  void on_read(std::error_code ec, std::size_t n) {
+    if (ec == asio::error::eof) return finish();
+    if (ec) return;
+    if (mode_ == Mode::sink) {
+      received_ += n;
+      return read();
+    }
+    // Echo: write all of it before reading again, so a slow reader slows us
+    // down instead of growing a queue.
+    asio::async_write(socket_, asio::buffer(buffer_, n),
+                      [self = shared_from_this()](std::error_code ec, std::size_t) {
+                        if (!ec) self->read();
+                      });
+  }
+
+  // The peer sent FIN: sink owes its count; both then send our FIN.
+  void finish() {
+    if (mode_ == Mode::echo) return shutdown();
+    reply_ = std::to_string(received_) + "\n";
+    asio::async_write(socket_, asio::buffer(reply_),
+                      [self = shared_from_this()](std::error_code ec, std::size_t) {
+                        if (!ec) self->shutdown();
+                      });
+  }
+
+  void shutdown() {
+    std::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  tcp::socket socket_;
+  Mode mode_;
+  std::uint64_t received_ = 0;
+  std::string reply_;  // must outlive the async_write that sends it
+  char buffer_[buffer_size];
+};
+
+void accept(tcp::acceptor& acceptor, Mode mode) {
+  acceptor.async_accept([&acceptor, mode](std::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;  // shutting down
+    // Other errors (EMFILE...) lose one connection attempt, not the server.
+    if (!ec) std::make_shared<Connection>(std::move(socket), mode)->start();
+    accept(acceptor, mode);
+  });
+}
+
+tcp::acceptor listen(asio::io_context& io, unsigned short port) {
+  tcp::acceptor acceptor(io);
+  const tcp::endpoint endpoint(asio::ip::make_address_v4("127.0.0.1"), port);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(tcp::acceptor::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(backlog);
+  return acceptor;
+}
+
+[[noreturn]] void bad_usage(std::string_view why) {
+  std::cerr << "asio_callbacks: " << why << '\n' << usage;
+  std::exit(2);
+}
+
+Mode parse_args(int argc, char** argv, int& port) {
+  std::string_view mode;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--help") {
+      std::cout << usage;
+      std::exit(0);
+    } else if (a == "--mode" && i + 1 < argc) {
+      mode = argv[++i];
+    } else if (a == "--port" && i + 1 < argc) {
+      port = std::atoi(argv[++i]);
+    } else {
+      bad_usage("unknown argument " + std::string(a));
+    }
+  }
+  if (mode != "echo" && mode != "sink") bad_usage("--mode must be echo or sink");
+  if (port < 0 || port > 65535) bad_usage("--port is required (0..65535)");
+  return mode == "echo" ? Mode::echo : Mode::sink;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int port = -1;
+  const Mode mode = parse_args(argc, argv, port);
+  // Asio already sends with MSG_NOSIGNAL; ignoring SIGPIPE also covers any
+  // path that does not.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  asio::io_context io{1};  // the hint: one thread runs it, so skip locking
+  tcp::acceptor acceptor = listen(io, static_cast<unsigned short>(port));
+  std::cout << "listening on 127.0.0.1:" << acceptor.local_endpoint().port() << std::endl;
+  accept(acceptor, mode);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code, int) { io.stop(); });
+  io.run();
+  return 0;
+}

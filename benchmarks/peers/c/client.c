@@ -1,0 +1,496 @@
+/*
+ * bench_client: the load generator every benchmark server is driven by.
+ *
+ *   bench_client --port P --workload bulk|pingpong|concurrency|connrate|idle
+ *                [--duration SECONDS] [--connections N] [--size BYTES]
+ *
+ * Plain C, one thread, so the client costs the same whichever server it
+ * drives. It prints exactly one JSON object on one line on stdout; on any
+ * error it prints a message on stderr and exits 1. No run can hang: every
+ * blocking socket carries a 10 s timeout and the epoll loop gives up after
+ * 10 s without an event.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { BULK_CHUNK = 64 * 1024, STALL_SECONDS = 10, FD_HEADROOM = 32 };
+
+struct options {
+    int port;
+    const char *workload;
+    double duration;
+    long connections; /* 0: the workload's default */
+    size_t size;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+_Noreturn static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("bench_client: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (!p) fail("out of memory");
+    return p;
+}
+
+/* Many connections need many descriptors: take everything the hard limit
+ * allows, and refuse clearly when even that is not enough. */
+static void raise_nofile(long needed)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) fail("getrlimit: %s", strerror(errno));
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) fail("setrlimit: %s", strerror(errno));
+    if (rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < needed + FD_HEADROOM)
+        fail("need %ld file descriptors but the hard limit is %ld (raise it with ulimit -Hn)",
+             needed + FD_HEADROOM, (long)rl.rlim_cur);
+}
+
+static void set_sockopt_int(int fd, int level, int name, int value)
+{
+    if (setsockopt(fd, level, name, &value, sizeof value) < 0)
+        fail("setsockopt: %s", strerror(errno));
+}
+
+/* On a blocking socket SO_SNDTIMEO also bounds connect(), and both timeouts
+ * turn a server that stopped answering into EAGAIN instead of a hang. */
+static void set_stall_timeouts(int fd)
+{
+    struct timeval tv = { .tv_sec = STALL_SECONDS };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* Blocking connect to 127.0.0.1:port. Returns -1 with errno set on failure
+ * so callers can decide which errors are fatal. */
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail("socket: %s", strerror(errno));
+    set_sockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    set_stall_timeouts(fd);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) return fd;
+    int saved = errno;
+    close(fd);
+    errno = saved == EINPROGRESS ? ETIMEDOUT : saved; /* timed-out connect */
+    return -1;
+}
+
+static int connect_or_die(int port)
+{
+    int fd = connect_to(port);
+    if (fd < 0) fail("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+_Noreturn static void fail_io(const char *what)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        fail("%s: server stopped answering for %d s", what, STALL_SECONDS);
+    fail("%s: %s", what, strerror(errno));
+}
+
+static void write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_io("write");
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+static void read_exact(int fd, char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n == 0) fail("read: server closed the connection early");
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_io("read");
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+/* ------------------------------------------------------------------- bulk */
+
+/* Reads the sink's "<count>\n" answer up to FIN. */
+static unsigned long long read_count_line(int fd)
+{
+    char line[64];
+    size_t len = 0;
+    while (len < sizeof line - 1) {
+        ssize_t n = recv(fd, line + len, sizeof line - 1 - len, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail_io("read count line");
+        if (n == 0) break;
+        len += (size_t)n;
+        if (memchr(line, '\n', len)) break;
+    }
+    line[len] = '\0';
+    char *end;
+    unsigned long long count = strtoull(line, &end, 10);
+    if (end == line || *end != '\n') fail("bulk: bad count line from server: \"%s\"", line);
+    return count;
+}
+
+static void run_bulk(const struct options *o)
+{
+    int fd = connect_or_die(o->port);
+    char *buf = xcalloc(1, BULK_CHUNK);
+    unsigned long long sent = 0;
+    double start = now_s(), deadline = start + o->duration;
+    do {
+        write_all(fd, buf, BULK_CHUNK);
+        sent += BULK_CHUNK;
+    } while (now_s() < deadline);
+    if (shutdown(fd, SHUT_WR) < 0) fail("shutdown: %s", strerror(errno));
+    unsigned long long counted = read_count_line(fd);
+    double seconds = now_s() - start;
+    if (counted != sent) fail("bulk: sent %llu bytes but the server counted %llu", sent, counted);
+    close(fd);
+    printf("{\"workload\":\"bulk\",\"bytes\":%llu,\"seconds\":%.6f,\"gbytes_per_s\":%.4f}\n",
+           sent, seconds, (double)sent / seconds / 1e9);
+}
+
+/* --------------------------------------------------------------- pingpong */
+
+/* Latency histogram: 100 ns buckets up to 100 ms, one overflow bucket.
+ * Fixed memory, no allocation while timing, exact enough for p50/p99. */
+enum { HIST_BUCKET_NS = 100, HIST_BUCKETS = 1000000 };
+
+struct histogram {
+    uint32_t *counts; /* HIST_BUCKETS + 1 entries, the last is overflow */
+    uint64_t total;
+};
+
+static void hist_add(struct histogram *h, double seconds)
+{
+    double bucket = seconds * 1e9 / HIST_BUCKET_NS;
+    size_t i = bucket < HIST_BUCKETS ? (size_t)bucket : HIST_BUCKETS;
+    h->counts[i]++;
+    h->total++;
+}
+
+/* Upper edge of the bucket holding the q-quantile, in microseconds. */
+static double hist_quantile_us(const struct histogram *h, double q)
+{
+    uint64_t rank = (uint64_t)(q * (double)h->total), seen = 0;
+    for (size_t i = 0; i <= HIST_BUCKETS; i++) {
+        seen += h->counts[i];
+        if (seen > rank) return (double)(i + 1) * HIST_BUCKET_NS / 1000.0;
+    }
+    return (double)(HIST_BUCKETS + 1) * HIST_BUCKET_NS / 1000.0;
+}
+
+static void run_pingpong(const struct options *o)
+{
+    int fd = connect_or_die(o->port);
+    char *out = xcalloc(1, o->size), *in = xcalloc(1, o->size);
+    struct histogram h = { xcalloc(HIST_BUCKETS + 1, sizeof *h.counts), 0 };
+    memset(out, 'p', o->size);
+    double start = now_s(), deadline = start + o->duration, t = start;
+    while (t < deadline) {
+        double sent_at = t;
+        write_all(fd, out, o->size); /* blocking: fine while size fits the socket buffers */
+        read_exact(fd, in, o->size);
+        t = now_s();
+        hist_add(&h, t - sent_at);
+    }
+    double seconds = t - start;
+    close(fd);
+    printf("{\"workload\":\"pingpong\",\"round_trips\":%llu,\"seconds\":%.6f,"
+           "\"round_trips_per_s\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f}\n",
+           (unsigned long long)h.total, seconds, (double)h.total / seconds,
+           hist_quantile_us(&h, 0.50), hist_quantile_us(&h, 0.99));
+}
+
+/* ------------------------------------------------------------ concurrency */
+
+/* One connection's place in its current round trip. Reads continue while a
+ * large message is still being written, so a server that respects
+ * backpressure can never deadlock against us. */
+struct peer {
+    int fd;
+    size_t sent, received;
+    int want_out; /* EPOLLOUT currently requested */
+};
+
+struct pool {
+    int epoll;
+    size_t size;
+    const char *out;
+    char *scratch;
+    unsigned long long round_trips;
+    long in_flight; /* peers with a round trip under way             */
+    int draining;   /* time is up: finish rounds, start no new ones */
+};
+
+static void peer_watch(struct pool *p, struct peer *peer, int op, int want_out)
+{
+    struct epoll_event ev = { .events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = peer };
+    if (epoll_ctl(p->epoll, op, peer->fd, &ev) < 0) fail("epoll_ctl: %s", strerror(errno));
+    peer->want_out = want_out;
+}
+
+/* Sends what the current message still lacks; asks for EPOLLOUT only while
+ * the kernel is full. */
+static void peer_send(struct pool *p, struct peer *peer)
+{
+    while (peer->sent < p->size) {
+        ssize_t n = send(peer->fd, p->out + peer->sent, p->size - peer->sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n < 0) fail("write: %s", strerror(errno));
+        peer->sent += (size_t)n;
+    }
+    int want_out = peer->sent < p->size;
+    if (want_out != peer->want_out) peer_watch(p, peer, EPOLL_CTL_MOD, want_out);
+}
+
+/* Drains the echo; a completed round trip immediately starts the next. */
+static void peer_receive(struct pool *p, struct peer *peer)
+{
+    ssize_t n = recv(peer->fd, p->scratch, p->size - peer->received, 0);
+    if (n == 0) fail("read: server closed the connection early");
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return;
+        fail("read: %s", strerror(errno));
+    }
+    peer->received += (size_t)n;
+    if (peer->received < p->size) return;
+    p->round_trips++;
+    peer->sent = peer->received = 0;
+    if (p->draining) p->in_flight--;
+    else peer_send(p, peer);
+}
+
+static struct peer *connect_peers(struct pool *p, int port, long count)
+{
+    struct peer *peers = xcalloc((size_t)count, sizeof *peers);
+    for (long i = 0; i < count; i++) {
+        peers[i].fd = connect_or_die(port);
+        int flags = fcntl(peers[i].fd, F_GETFL);
+        fcntl(peers[i].fd, F_SETFL, flags | O_NONBLOCK);
+        peer_watch(p, &peers[i], EPOLL_CTL_ADD, 0);
+    }
+    return peers;
+}
+
+/* Serves readiness events until the deadline (one batch when deadline is 0). */
+static void pump_until(struct pool *p, double deadline)
+{
+    struct epoll_event events[256];
+    do {
+        int n = epoll_wait(p->epoll, events, 256, STALL_SECONDS * 1000);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail("epoll_wait: %s", strerror(errno));
+        if (n == 0) fail("concurrency: server stopped answering for %d s", STALL_SECONDS);
+        for (int i = 0; i < n; i++) {
+            struct peer *peer = events[i].data.ptr;
+            if (events[i].events & EPOLLOUT) peer_send(p, peer);
+            if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) peer_receive(p, peer);
+        }
+    } while (now_s() < deadline);
+}
+
+static void run_concurrency(const struct options *o)
+{
+    long count = o->connections ? o->connections : 100;
+    raise_nofile(count);
+    struct pool p = { .epoll = epoll_create1(EPOLL_CLOEXEC), .size = o->size };
+    if (p.epoll < 0) fail("epoll_create1: %s", strerror(errno));
+    char *out = xcalloc(1, o->size);
+    memset(out, 'c', o->size);
+    p.out = out;
+    p.scratch = xcalloc(1, o->size);
+    struct peer *peers = connect_peers(&p, o->port, count);
+
+    double start = now_s();
+    for (long i = 0; i < count; i++) peer_send(&p, &peers[i]);
+    p.in_flight = count;
+    pump_until(&p, start + o->duration);
+    unsigned long long round_trips = p.round_trips;
+    double seconds = now_s() - start;
+
+    /* Let the rounds under way come home before closing, so no socket is
+     * closed with unread data (which would reset it instead of a FIN). */
+    p.draining = 1;
+    while (p.in_flight > 0) pump_until(&p, 0);
+    for (long i = 0; i < count; i++) close(peers[i].fd);
+    printf("{\"workload\":\"concurrency\",\"connections\":%ld,\"round_trips\":%llu,"
+           "\"seconds\":%.6f,\"round_trips_per_s\":%.1f}\n",
+           count, round_trips, seconds, (double)round_trips / seconds);
+}
+
+/* --------------------------------------------------------------- connrate */
+
+/* One full connection life: connect, one byte there and back, close.
+ * Returns 0 when the kernel ran out of ephemeral ports. */
+static int one_connection(int port)
+{
+    int fd = connect_to(port);
+    if (fd < 0 && errno == EADDRNOTAVAIL) return 0;
+    if (fd < 0) fail("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    char byte = 'r';
+    write_all(fd, &byte, 1);
+    read_exact(fd, &byte, 1);
+    close(fd); /* plain FIN: we take the TIME_WAIT, not an RST */
+    return 1;
+}
+
+static void run_connrate(const struct options *o)
+{
+    unsigned long long done = 0;
+    double start = now_s(), deadline = start + o->duration, t = start;
+    while (t < deadline) {
+        if (!one_connection(o->port)) {
+            fprintf(stderr, "bench_client: out of ephemeral ports (TIME_WAIT), stopping early\n");
+            break;
+        }
+        done++;
+        t = now_s();
+    }
+    double seconds = now_s() - start;
+    printf("{\"workload\":\"connrate\",\"connections\":%llu,\"seconds\":%.6f,"
+           "\"connections_per_s\":%.1f}\n",
+           done, seconds, (double)done / seconds);
+}
+
+/* ------------------------------------------------------------------- idle */
+
+/* Blocks until whoever started us closes our stdin. */
+static void wait_for_stdin_eof(void)
+{
+    char buf[256];
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EINTR)) return;
+    }
+}
+
+static void run_idle(const struct options *o)
+{
+    long count = o->connections ? o->connections : 10000;
+    raise_nofile(count);
+    int *fds = xcalloc((size_t)count, sizeof *fds);
+    for (long i = 0; i < count; i++) {
+        /* The echo proves the server accepted this one and holds its state. */
+        char byte = 'i';
+        fds[i] = connect_or_die(o->port);
+        write_all(fds[i], &byte, 1);
+        read_exact(fds[i], &byte, 1);
+    }
+    printf("{\"workload\":\"idle\",\"held\":%ld}\n", count);
+    fflush(stdout);
+    wait_for_stdin_eof();
+    for (long i = 0; i < count; i++) close(fds[i]);
+}
+
+/* ------------------------------------------------------------------- main */
+
+static void usage(FILE *out)
+{
+    fputs("usage: bench_client --port P --workload bulk|pingpong|concurrency|connrate|idle\n"
+          "                    [--duration SECONDS] [--connections N] [--size BYTES]\n",
+          out);
+}
+
+_Noreturn static void bad_usage(void)
+{
+    usage(stderr);
+    exit(2);
+}
+
+static double parse_number(const char *text, double min, double max)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (*text == '\0' || *end != '\0' || !(v >= min && v <= max)) bad_usage();
+    return v;
+}
+
+static long parse_integer(const char *text, long min, long max)
+{
+    double v = parse_number(text, (double)min, (double)max);
+    if (v != (double)(long)v) bad_usage();
+    return (long)v;
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+    *o = (struct options){ .port = -1, .duration = 3.0, .size = 64 };
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (i + 1 >= argc) bad_usage();
+        const char *val = argv[++i];
+        if (strcmp(arg, "--port") == 0) o->port = (int)parse_integer(val, 1, 65535);
+        else if (strcmp(arg, "--workload") == 0) o->workload = val;
+        else if (strcmp(arg, "--duration") == 0) o->duration = parse_number(val, 1e-3, 86400);
+        else if (strcmp(arg, "--connections") == 0) o->connections = parse_integer(val, 1, 10000000);
+        else if (strcmp(arg, "--size") == 0) o->size = (size_t)parse_integer(val, 1, 1L << 30);
+        else bad_usage();
+    }
+    if (o->port < 0 || !o->workload) bad_usage();
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    parse_args(argc, argv, &o);
+    static const struct {
+        const char *name;
+        void (*run)(const struct options *);
+    } workloads[] = {
+        { "bulk", run_bulk },           { "pingpong", run_pingpong }, { "concurrency", run_concurrency },
+        { "connrate", run_connrate },   { "idle", run_idle },
+    };
+    for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++) {
+        if (strcmp(o.workload, workloads[i].name) == 0) {
+            workloads[i].run(&o);
+            return 0;
+        }
+    }
+    bad_usage();
+}

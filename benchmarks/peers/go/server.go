@@ -1,0 +1,142 @@
+// Benchmark server on Go's net package: the same protocol as peers/c/server.c.
+//
+//	server --mode echo|sink --port PORT
+//
+// echo: every byte read is written back; after the peer's FIN the server
+// flushes what it owes, then closes.
+// sink: counts bytes until FIN, then answers "<count>\n" and closes.
+//
+// Written the way a Go user would: a goroutine per connection with blocking
+// reads and writes. The runner sets GOMAXPROCS=1, so the netpoller and all
+// goroutines share one thread, as the other single-threaded servers do.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+const usage = "usage: server --mode echo|sink --port PORT\n"
+
+const bufSize = 64 * 1024
+
+func usageError() {
+	fmt.Fprint(os.Stderr, usage)
+	os.Exit(2)
+}
+
+func parseArgs(args []string) (mode string, port int) {
+	port = -1
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--help" {
+			fmt.Print(usage)
+			os.Exit(0)
+		}
+		if i+1 >= len(args) {
+			usageError()
+		}
+		arg, value := args[i], args[i+1]
+		i++
+		switch {
+		case arg == "--mode" && (value == "echo" || value == "sink"):
+			mode = value
+		case arg == "--port":
+			p, err := strconv.Atoi(value)
+			if err != nil || p < 0 || p > 65535 {
+				usageError()
+			}
+			port = p
+		default:
+			usageError()
+		}
+	}
+	if mode == "" || port < 0 {
+		usageError()
+	}
+	return mode, port
+}
+
+// echo writes back every chunk before reading the next; the blocking Write is
+// the backpressure. Any read result other than data (EOF or an error) ends the
+// connection once everything read has been written.
+func echo(conn *net.TCPConn) {
+	buf := make([]byte, bufSize)
+	for {
+		n, err := conn.Read(buf)
+		if n > 0 {
+			if _, werr := conn.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// sink counts until FIN and answers with the count; an error means the peer
+// is gone and gets no answer.
+func sink(conn *net.TCPConn) {
+	buf := make([]byte, bufSize)
+	var received int64
+	for {
+		n, err := conn.Read(buf)
+		received += int64(n)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				conn.Write([]byte(strconv.FormatInt(received, 10) + "\n"))
+			}
+			return
+		}
+	}
+}
+
+func serve(listener *net.TCPListener, handler func(*net.TCPConn)) {
+	for {
+		conn, err := listener.AcceptTCP()
+		if err != nil {
+			// Failures such as EMFILE must not stop the server; the pause
+			// keeps a persistent one from spinning the only CPU we have.
+			fmt.Fprintln(os.Stderr, "accept:", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		conn.SetNoDelay(true) // Go's default already, stated for clarity
+		go func() {
+			defer conn.Close()
+			handler(conn)
+		}()
+	}
+}
+
+func main() {
+	mode, port := parseArgs(os.Args[1:])
+	handler := echo
+	if mode == "sink" {
+		handler = sink
+	}
+
+	// Go sets SO_REUSEADDR on listeners and takes the backlog from
+	// /proc/sys/net/core/somaxconn (4096 on current kernels).
+	listener, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	// os.Stdout is unbuffered, so the line is out as soon as Printf returns.
+	fmt.Printf("listening on 127.0.0.1:%d\n", listener.Addr().(*net.TCPAddr).Port)
+
+	// Go already turns SIGPIPE on sockets into EPIPE errors; these two end the run.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go serve(listener, handler)
+	<-signals
+	os.Exit(0)
+}

@@ -1,0 +1,141 @@
+//! The benchmark server on tokio: the protocol every peer in benchmarks/peers/
+//! speaks (see benchmarks/README.md), written as a tokio user would for speed.
+//!   tokio_server --mode echo|sink --port PORT
+//!
+//! One current_thread runtime, so it is a single event loop like the other peers.
+//! SIGPIPE needs no handling: Rust's startup code already sets it to SIG_IGN,
+//! so a write to a reset peer comes back as an EPIPE error on that connection.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::exit;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::signal::unix::{signal, SignalKind};
+
+const USAGE: &str = "usage: tokio_server --mode echo|sink --port PORT\n  \
+echo: every byte back, FIN mirrored once flushed.\n  \
+sink: discard until FIN, then reply with the byte count and a newline.\n  \
+Prints 'listening on 127.0.0.1:PORT' first; SIGTERM or SIGINT stops it.\n";
+
+const BACKLOG: u32 = 4096;
+const BUFFER_SIZE: usize = 64 * 1024;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Echo,
+    Sink,
+}
+
+fn bad_usage(why: &str) -> ! {
+    eprint!("tokio_server: {why}\n{USAGE}");
+    exit(2);
+}
+
+/// Parses `--mode` and `--port`; anything else is a usage error (exit 2).
+fn parse_args() -> (Mode, u16) {
+    let mut mode = None;
+    let mut port = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--help", _) => {
+                print!("{USAGE}");
+                exit(0);
+            }
+            ("--mode", Some(m)) if m == "echo" => mode = Some(Mode::Echo),
+            ("--mode", Some(m)) if m == "sink" => mode = Some(Mode::Sink),
+            ("--mode", _) => bad_usage("--mode must be echo or sink"),
+            ("--port", Some(p)) => match p.parse() {
+                Ok(p) => port = Some(p),
+                Err(_) => bad_usage("--port must be 0..65535"),
+            },
+            _ => bad_usage(&format!("unknown argument {arg}")),
+        }
+    }
+    match (mode, port) {
+        (Some(m), Some(p)) => (m, p),
+        (None, _) => bad_usage("--mode is required"),
+        (_, None) => bad_usage("--port is required"),
+    }
+}
+
+/// TcpListener::bind cannot set the backlog, so build the socket by hand.
+fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    socket.listen(BACKLOG)
+}
+
+/// Read, write all of it, read again: the peer's reading speed bounds ours,
+/// and the one buffer is reused for the life of the connection.
+async fn echo(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return stream.shutdown().await; // mirror the FIN
+        }
+        stream.write_all(&buf[..n]).await?;
+    }
+}
+
+async fn sink(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut total: u64 = 0;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    stream.write_all(format!("{total}\n").as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Errors (ECONNRESET, EPIPE...) end this connection only; dropping the
+/// stream closes it.
+async fn serve(mut stream: TcpStream, mode: Mode) {
+    let _ = stream.set_nodelay(true);
+    let _ = match mode {
+        Mode::Echo => echo(&mut stream).await,
+        Mode::Sink => sink(&mut stream).await,
+    };
+}
+
+async fn accept_loop(listener: TcpListener, mode: Mode) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve(stream, mode));
+            }
+            // e.g. EMFILE: report it and keep serving the connections we have.
+            Err(e) => eprintln!("tokio_server: accept: {e}"),
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let (mode, port) = parse_args();
+    let listener = listen(port).unwrap_or_else(|e| {
+        eprintln!("tokio_server: listen on 127.0.0.1:{port}: {e}");
+        exit(1);
+    });
+    let real_port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+    // The benchmark driver waits for this line, so flush it at once.
+    println!("listening on 127.0.0.1:{real_port}");
+    let _ = std::io::stdout().flush();
+
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    // Returning from main drops the runtime and with it every connection task.
+    tokio::select! {
+        _ = accept_loop(listener, mode) => {}
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,471 @@
+#!/usr/bin/env python3
+"""Runs coronet's benchmarks side by side with its peers and reports ratios.
+
+Every server (benchmarks/coronet, benchmarks/peers/*) speaks one protocol and is
+driven by one load client (benchmarks/peers/c/client.c), so the only thing that
+changes between columns is the server. The machine is shared and noisy, so every
+figure is also given as a ratio to the plain C epoll server measured in the same
+run. Prints a progress line per step, then a table and the goals; writes every
+sample to JSON and draws an SVG chart with gnuplot.
+
+    python3 benchmarks/run.py [--duration S] [--runs N] [--only LIST] [--json PATH] [--short]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name, label, how the server is started (filled in by find_systems)
+SYSTEM_LABELS = {
+    'c': 'C epoll (reference)',
+    'coronet': 'coronet',
+    'asio_callbacks': 'Asio callbacks',
+    'asio_awaitable': 'Asio awaitable',
+    'tokio': 'Rust tokio',
+    'go': 'Go net',
+    'node': 'Node.js net',
+}
+
+
+class Workload:
+    def __init__(self, name, label, mode, client_args, metric, unit, higher_is_better=True,
+                 pinned=False):
+        self.name, self.label, self.mode = name, label, mode
+        self.client_args, self.metric, self.unit = client_args, metric, unit
+        self.higher_is_better, self.pinned = higher_is_better, pinned
+
+
+def workloads(short):
+    idle_connections = 2000 if short else 10000
+    return [
+        Workload('bulk', 'bulk, 64 KiB writes', 'sink', ['--workload', 'bulk'], 'gbytes_per_s', 'GB/s'),
+        Workload('pingpong', 'ping-pong, 64 B', 'echo', ['--workload', 'pingpong'],
+                 'round_trips_per_s', 'round trips/s'),
+        Workload('pingpong_pinned', 'ping-pong, both on CPU 0', 'echo', ['--workload', 'pingpong'],
+                 'round_trips_per_s', 'round trips/s', pinned=True),
+        Workload('concurrency_100', '100 connections', 'echo',
+                 ['--workload', 'concurrency', '--connections', '100'], 'round_trips_per_s', 'round trips/s'),
+        Workload('concurrency_1000', '1,000 connections', 'echo',
+                 ['--workload', 'concurrency', '--connections', '1000'], 'round_trips_per_s', 'round trips/s'),
+        Workload('connrate', 'connection rate', 'echo', ['--workload', 'connrate'],
+                 'connections_per_s', 'connections/s'),
+        Workload('idle_memory', f'idle memory, {idle_connections:,} connections', 'echo',
+                 ['--workload', 'idle', '--connections', str(idle_connections)], 'bytes_per_connection',
+                 'bytes/conn', higher_is_better=False),
+    ]
+
+
+def say(line):
+    print(line, flush=True)
+
+
+# ---------------------------------------------------------------- building
+
+def build(build_dir):
+    """Builds the C and C++ programs with Meson (release), Go's and tokio's with their tools.
+    Returns {system: argv prefix} for every system that could be built."""
+    say(f'== building into {build_dir}')
+    if not (build_dir / 'build.ninja').exists():
+        run_quietly(['meson', 'setup', str(build_dir), '-Dbenchmarks=enabled', '-Dtests=disabled',
+                     '-Dexamples=disabled', '-Dbuildtype=release', '-Db_ndebug=true'], 'meson setup')
+    # Only the benchmark programs: the library's own checks are the test suite's job.
+    targets = [f'benchmarks/{t}' for t in ('c_server', 'bench_client', 'coronet_server',
+                                            'asio_callbacks', 'asio_awaitable')]
+    run_quietly(['ninja', '-C', str(build_dir), *targets], 'ninja')
+    b = build_dir / 'benchmarks'
+    systems = {
+        'c': [str(b / 'c_server')],
+        'coronet': [str(b / 'coronet_server')],
+        'asio_callbacks': [str(b / 'asio_callbacks')],
+        'asio_awaitable': [str(b / 'asio_awaitable')],
+    }
+    go = shutil.which('go')
+    if go:
+        out = build_dir / 'go_server'
+        env = dict(os.environ, GOCACHE=str(build_dir / 'go-cache'), GOFLAGS='-mod=mod', GO111MODULE='on')
+        run_quietly([go, 'build', '-o', str(out), '.'], 'go build', cwd=ROOT / 'benchmarks/peers/go', env=env)
+        systems['go'] = [str(out)]
+    else:
+        say('   skipping Go: no `go` on PATH (bash scripts/setup.sh --bench installs golang-go)')
+    tokio = build_tokio(build_dir)
+    if tokio:
+        systems['tokio'] = [tokio]
+    node = shutil.which('node') or shutil.which('nodejs')
+    if node:
+        systems['node'] = [node, str(ROOT / 'benchmarks/peers/node/server.js')]
+    else:
+        say('   skipping Node.js: no `node` on PATH (apt-get install nodejs)')
+    return systems
+
+
+def build_tokio(build_dir):
+    manifest = ROOT / 'benchmarks/peers/tokio/Cargo.toml'
+    cargo = shutil.which('cargo')
+    if not cargo or not Path('/usr/share/cargo/registry').is_dir():
+        say('   skipping tokio: needs cargo and Debian\'s crates (bash scripts/setup.sh --bench '
+            'installs cargo and librust-tokio-dev)')
+        return None
+    target = build_dir / 'tokio-target'
+    # The crates come from Debian's librust-*-dev packages, never from the network.
+    run_quietly([cargo, 'build', '--release', '--offline', '--quiet', '--manifest-path', str(manifest),
+                 '--target-dir', str(target)], 'cargo build', cwd=manifest.parent)
+    name = re.search(r'^name\s*=\s*"([^"]+)"', manifest.read_text(), re.M).group(1)
+    return str(target / 'release' / name)
+
+
+def run_quietly(argv, what, **kwargs):
+    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    if result.returncode != 0:
+        sys.exit(f'{what} failed:\n{result.stdout}')
+
+
+# ---------------------------------------------------------------- running
+
+def read_line(stream, seconds, what):
+    """The next line of a child's pipe, waiting at most `seconds`."""
+    ready, _, _ = select.select([stream], [], [], seconds)
+    if not ready:
+        raise RuntimeError(f'{what}: no output within {seconds} s')
+    line = stream.readline()
+    if not line:
+        raise RuntimeError(f'{what}: exited without output')
+    return line.strip()
+
+
+class Server:
+    """A server process in one mode, started and stopped around one sample."""
+
+    def __init__(self, argv, mode, pinned, extra=()):
+        prefix = ['taskset', '-c', '0'] if pinned else []
+        env = dict(os.environ, GOMAXPROCS='1')  # every server runs one event loop
+        self.process = subprocess.Popen(prefix + argv + ['--mode', mode, '--port', '0', *extra],
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        first = read_line(self.process.stdout, 20, argv[-1])
+        match = re.fullmatch(r'listening on 127\.0\.0\.1:(\d+)', first)
+        if not match:
+            self.stop()
+            raise RuntimeError(f'{argv[-1]}: first line was {first!r}')
+        self.port = int(match.group(1))
+
+    def rss(self):
+        status = Path(f'/proc/{self.process.pid}/status').read_text()
+        return int(re.search(r'VmRSS:\s+(\d+) kB', status).group(1)) * 1024
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def client(client_path, port, workload, duration, pinned):
+    prefix = ['taskset', '-c', '0'] if pinned else []
+    argv = prefix + [client_path, '--port', str(port), *workload.client_args, '--duration', str(duration)]
+    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            timeout=duration + 60)
+    if result.returncode != 0:
+        raise RuntimeError(f'client: {result.stderr.strip()}')
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def sample(systems, name, workload, client_path, duration):
+    """One measurement of one system on one workload: (value, the client's JSON)."""
+    server = Server(systems[name], workload.mode, workload.pinned)
+    try:
+        if workload.name == 'idle_memory':
+            return idle_sample(server, client_path, workload)
+        out = client(client_path, server.port, workload, duration, workload.pinned)
+        return out[workload.metric], out
+    finally:
+        server.stop()
+
+
+def idle_sample(server, client_path, workload):
+    before = server.rss()
+    held = subprocess.Popen([client_path, '--port', str(server.port), *workload.client_args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out = json.loads(read_line(held.stdout, 120, 'idle client'))
+        after = server.rss()
+    finally:
+        held.stdin.close()
+        held.wait(60)
+    out.update(rss_before=before, rss_after=after)
+    return (after - before) / out['held'], out
+
+
+def allocations(systems, client_path, duration):
+    """Heap allocations per round trip on coronet's server in steady state."""
+    server = Server(systems['coronet'], 'echo', False, ['--count-allocations'])
+    try:
+        ping = Workload('pingpong', '', 'echo', ['--workload', 'pingpong'], 'round_trips_per_s', '')
+        client(client_path, server.port, ping, duration, False)
+        line = read_line(server.process.stdout, 20, 'coronet_server --count-allocations')
+        count, reads = map(int, re.fullmatch(r'allocations (\d+) reads (\d+)', line).groups())
+        return count, reads
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- reporting
+
+def summarise(samples):
+    values = [s['value'] for s in samples]
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt(value, unit):
+    if unit == 'GB/s':
+        return f'{value:.2f}'
+    return f'{value:,.0f}'
+
+
+def table(results, loads, systems):
+    lines = [f'{"workload":<34} {"system":<20} {"median":>12} {"min - max":>25} {"vs C":>7}']
+    for w in loads:
+        base = results.get((w.name, 'c'))
+        for i, name in enumerate(systems):
+            r = results.get((w.name, name))
+            if not r:
+                continue
+            head = f'{w.label} ({w.unit})' if i == 0 else ''
+            ratio = ''
+            if base:
+                ratio = r['median'] / base['median'] if w.higher_is_better else base['median'] / r['median']
+                ratio = f'{ratio:.2f}x'
+            lines.append(f'{head:<34} {SYSTEM_LABELS[name]:<20} {fmt(r["median"], w.unit):>12} '
+                         f'{fmt(r["min"], w.unit) + " - " + fmt(r["max"], w.unit):>25} {ratio:>7}')
+    return '\n'.join(lines)
+
+
+def goals(results, alloc):
+    """The goals of the benchmark issue: (text, met or None when not measured)."""
+    def ratio(workload, other):
+        a, b = results.get((workload, 'coronet')), results.get((workload, other))
+        return a['median'] / b['median'] if a and b else None
+
+    out = []
+    for w in ['bulk', 'concurrency_100', 'connrate', 'pingpong_pinned']:
+        r = ratio(w, 'c')
+        out.append((f'coronet >= 0.95x C on {w}', r, None if r is None else r >= 0.95))
+    for w in ['bulk', 'pingpong', 'pingpong_pinned', 'concurrency_100', 'concurrency_1000', 'connrate']:
+        r = ratio(w, 'tokio')
+        out.append((f'coronet >= 1.0x tokio on {w}', r, None if r is None else r >= 1.0))
+    for w in ['concurrency_100', 'connrate']:
+        r = ratio(w, 'node')
+        out.append((f'coronet >= 2x Node on {w}', r, None if r is None else r >= 2.0))
+    mine = results.get(('idle_memory', 'coronet'))
+    if mine:
+        others = [v['median'] for (w, s), v in results.items() if w == 'idle_memory' and s != 'coronet']
+        worst = min(others) if others else None
+        out.append(('coronet uses less memory per idle connection than every peer',
+                    mine['median'] / worst if worst else None, bool(others) and mine['median'] < worst))
+    if alloc:
+        count, reads = alloc
+        out.append((f'zero allocations per round trip ({count} in {reads:,} reads)', count / max(reads, 1),
+                    count == 0))
+    return out
+
+
+def chart(results, loads, systems, path):
+    """Grouped bars: each system's ratio to C, per workload (gnuplot, SVG)."""
+    gnuplot = shutil.which('gnuplot')
+    if not gnuplot:
+        say('   no chart: gnuplot missing (apt-get install gnuplot-nox)')
+        return None
+    data = path.with_suffix('.dat')
+    others = [s for s in systems if s != 'c']
+    with open(data, 'w') as f:
+        f.write('workload ' + ' '.join(f'"{SYSTEM_LABELS[s]}"' for s in others) + '\n')
+        for w in loads:
+            base = results.get((w.name, 'c'))
+            if not base:
+                continue
+            row = []
+            for s in others:
+                r = results.get((w.name, s))
+                if not r:
+                    row.append('0')
+                elif w.higher_is_better:
+                    row.append(f'{r["median"] / base["median"]:.3f}')
+                else:
+                    row.append(f'{base["median"] / r["median"]:.3f}')
+            f.write(f'"{w.name}" ' + ' '.join(row) + '\n')
+    script = f'''
+set terminal svg size 1100,500 dynamic font "sans,11"
+set output "{path}"
+set title "Each server's figure relative to the plain C epoll server (1.0 = as fast; for memory, as small)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set yrange [0:2.5]
+set label "bars past 2.5 are cut (idle memory: up to 25x)" at graph 0.01, graph 0.96
+set grid ytics
+set key outside right top
+set xtics rotate by -20 noenhanced
+set key noenhanced
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "black"
+plot for [i=2:{len(others) + 1}] "{data}" using i:xtic(1) title columnhead(i)
+'''
+    subprocess.run([gnuplot], input=script, text=True, check=True)
+    return path
+
+
+def markdown(results, loads, order, checks, heading):
+    """The table as Markdown, for the README: each cell is the median and its ratio to C."""
+    lines = [heading, '',
+             '| workload | ' + ' | '.join(SYSTEM_LABELS[s] for s in order) + ' |',
+             '|---|' + '---:|' * len(order)]
+    for w in loads:
+        base = results.get((w.name, 'c'))
+        cells = []
+        for s in order:
+            r = results.get((w.name, s))
+            if not r:
+                cells.append('—')
+                continue
+            cell = fmt(r['median'], w.unit)
+            if base and s != 'c':
+                ratio = r['median'] / base['median'] if w.higher_is_better else base['median'] / r['median']
+                cell += f' ({ratio:.2f}x)'
+            cells.append(f'**{cell}**' if s == 'coronet' else cell)
+        lines.append(f'| {w.label} ({w.unit}) | ' + ' | '.join(cells) + ' |')
+    lines += ['', 'Goals:', '']
+    for text, value, met in checks:
+        if met is not None:
+            lines.append(f'- {"pass" if met else "**short**"}: {text} ({value:.3f})')
+    return '\n'.join(lines) + '\n'
+
+
+def machine():
+    cpu = ''
+    for line in Path('/proc/cpuinfo').read_text().splitlines():
+        if line.startswith('model name'):
+            cpu = line.split(':', 1)[1].strip()
+            break
+    return {'cores': os.cpu_count(), 'cpu': cpu, 'kernel': platform.release(),
+            'os': platform.freedesktop_os_release().get('PRETTY_NAME', '') if hasattr(
+                platform, 'freedesktop_os_release') else ''}
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--duration', type=float, help='seconds per sample (default 2; 0.5 with --short)')
+    parser.add_argument('--runs', type=int, help='samples per workload and system (default 3; 1 with --short)')
+    parser.add_argument('--only', help='comma-separated workloads and/or systems to run, e.g. '
+                        'bulk,pingpong or coronet,c (C is always kept: it is the reference)')
+    parser.add_argument('--json', type=Path, default=ROOT / 'build/bench/results.json',
+                        help='where to write every sample (default build/bench/results.json)')
+    parser.add_argument('--short', action='store_true', help='one short sample each: under a minute')
+    parser.add_argument('--build-dir', type=Path, default=ROOT / 'build/bench')
+    args = parser.parse_args()
+    duration = args.duration or (0.5 if args.short else 2.0)
+    runs = args.runs or (1 if args.short else 3)
+
+    # 10,000 idle connections need more descriptors than the default soft limit:
+    # raised for this run (and its children) only, never for the machine.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    systems = build(args.build_dir.resolve())
+    loads = workloads(args.short)
+    if args.only:
+        wanted = set(args.only.split(','))
+        unknown = wanted - {w.name for w in loads} - set(SYSTEM_LABELS) - {'allocations'}
+        if unknown:
+            sys.exit(f'--only: unknown {", ".join(sorted(unknown))}; workloads are '
+                     f'{", ".join(w.name for w in loads)}, allocations; systems are {", ".join(SYSTEM_LABELS)}')
+        if wanted & {w.name for w in loads} or 'allocations' in wanted:
+            loads = [w for w in loads if w.name in wanted]
+        if wanted & set(SYSTEM_LABELS):
+            systems = {k: v for k, v in systems.items() if k in wanted or k == 'c'}
+    order = [s for s in SYSTEM_LABELS if s in systems]
+    client_path = str(args.build_dir.resolve() / 'benchmarks' / 'bench_client')
+
+    results, raw = {}, []
+    steps = sum((1 if w.name == 'idle_memory' else runs) for w in loads) * len(order)
+    step = 0
+    started = time.monotonic()
+    for w in loads:
+        for name in order:
+            samples = []
+            for run in range(1 if w.name == 'idle_memory' else runs):
+                step += 1
+                try:
+                    value, out = sample(systems, name, w, client_path, duration)
+                except Exception as e:  # a peer failing must not lose the others' figures
+                    say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}: FAILED: {e}')
+                    continue
+                samples.append({'value': value, 'client': out})
+                say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}/{runs}: '
+                    f'{fmt(value, w.unit)} {w.unit}')
+            if samples:
+                median, lo, hi = summarise(samples)
+                results[(w.name, name)] = {'median': median, 'min': lo, 'max': hi}
+                raw.append({'workload': w.name, 'system': name, 'metric': w.metric, 'unit': w.unit,
+                            'higher_is_better': w.higher_is_better, 'samples': samples,
+                            'median': median, 'min': lo, 'max': hi})
+
+    alloc = None
+    if 'coronet' in systems and (not args.only or 'allocations' in args.only.split(',')
+                                 or not set(args.only.split(',')) & ({w.name for w in workloads(False)})):
+        alloc = allocations(systems, client_path, max(duration, 1.0))
+        say(f'[allocations] coronet: {alloc[0]} heap allocations in {alloc[1]:,} steady-state reads')
+
+    elapsed = time.monotonic() - started
+    info = machine()
+    when = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+    say('')
+    say(f'coronet benchmarks, {when}, {info["cores"]} cores ({info["cpu"]}), Linux {info["kernel"]}, '
+        f'{runs} run(s) of {duration:g} s each, {elapsed:.0f} s in all')
+    say(f'every server is driven by the same C client over 127.0.0.1 with TCP_NODELAY')
+    say('')
+    say(table(results, loads, order))
+    say('')
+    say('goals:')
+    checks = goals(results, alloc)
+    for text, value, met in checks:
+        if met is not None:
+            say(f'  {"pass " if met else "short"}  {text} ({value:.3f})')
+    if any(met is None for _, _, met in checks):
+        say('  (goals whose workloads or peers did not run are left out)')
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        'date': when, 'machine': info, 'duration': duration, 'runs': runs,
+        'results': raw,
+        'allocations': None if not alloc else {'count': alloc[0], 'reads': alloc[1]},
+        'goals': [{'goal': t, 'value': v, 'met': m} for t, v, m in checks],
+    }, indent=1))
+    say(f'\nwrote {args.json}')
+    md = args.json.with_suffix('.md')
+    md.write_text(markdown(results, loads, order, checks,
+                           f'{when[:10]}, {info["cores"]} cores ({info["cpu"]}), Linux {info["kernel"]}, '
+                           f'{runs} x {duration:g} s per cell; median (ratio to C, higher is better)'))
+    say(f'wrote {md}')
+    svg = chart(results, loads, order, args.json.with_suffix('.svg'))
+    if svg:
+        say(f'wrote {svg}')
+
+
+if __name__ == '__main__':
+    main()

@@ -16,10 +16,13 @@ coronet::awaitable<std::string> echo_through_server(const std::string& payload) 
   asio::co_spawn(ex, server.serve(test::echo), asio::detached);
   Socket client = co_await coronet::connect(port, "127.0.0.1");
   // Write and read at once: an echo of 10 MiB does not fit in the kernel's buffers.
-  asio::co_spawn(ex, [&client, &payload]() -> coronet::awaitable<void> {
-    co_await client.write(payload);
-    co_await client.end();
-  }, asio::detached);
+  asio::co_spawn(
+      ex,
+      [&client, &payload]() -> coronet::awaitable<void> {
+        co_await client.write(payload);
+        co_await client.end();
+      },
+      asio::detached);
   std::string back = co_await test::read_all(client);
   CHECK(client.bytes_written() == payload.size());
   CHECK(client.bytes_read() == payload.size());
@@ -39,12 +42,14 @@ TEST_CASE("10 MiB of random bytes echo back intact") {
 }
 
 TEST_CASE("10 MiB echo on an io_context run by two threads (the peek read path)") {
-  test::run([]() -> coronet::awaitable<void> {
-    const std::string payload = test::random_bytes(10 << 20, 7);
-    std::string back = co_await echo_through_server(payload);
-    REQUIRE(back.size() == payload.size());
-    CHECK(test::checksum(back) == test::checksum(payload));
-  }, 60s, ASIO_CONCURRENCY_HINT_DEFAULT, 2);
+  test::run(
+      []() -> coronet::awaitable<void> {
+        const std::string payload = test::random_bytes(10 << 20, 7);
+        std::string back = co_await echo_through_server(payload);
+        REQUIRE(back.size() == payload.size());
+        CHECK(test::checksum(back) == test::checksum(payload));
+      },
+      60s, ASIO_CONCURRENCY_HINT_DEFAULT, 2);
 }
 
 TEST_CASE("byte counters and addresses on both ends") {
@@ -110,11 +115,14 @@ TEST_CASE("writes from several coroutines never interleave") {
     constexpr std::size_t block = 64 * 1024;
     int finished = 0;
     for (int w = 0; w < writers; ++w) {
-      asio::co_spawn(ex, [&, w]() -> coronet::awaitable<void> {
-        std::string data(block, static_cast<char>('a' + w));
-        for (int b = 0; b < blocks; ++b) co_await client.write(data);
-        if (++finished == writers) co_await client.end();
-      }, asio::detached);
+      asio::co_spawn(
+          ex,
+          [&, w]() -> coronet::awaitable<void> {
+            std::string data(block, static_cast<char>('a' + w));
+            for (int b = 0; b < blocks; ++b) co_await client.write(data);
+            if (++finished == writers) co_await client.end();
+          },
+          asio::detached);
     }
     std::string all = co_await test::read_all(accepted);
     REQUIRE(all.size() == writers * blocks * block);
@@ -153,10 +161,13 @@ TEST_CASE("write_nowait returns false past the high-water mark; drain() waits fo
     auto ex = co_await asio::this_coro::executor;
     std::size_t received = 0;
     bool reader_done = false;
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      while (auto c = co_await accepted.read()) received += c->size();
-      reader_done = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          while (auto c = co_await accepted.read()) received += c->size();
+          reader_done = true;
+        },
+        asio::detached);
     co_await client.drain();
     CHECK(client.writable_length() == 0);
     co_await client.end();
@@ -198,6 +209,30 @@ TEST_CASE("destroy() finishes a write waiting on a full kernel with operation_ab
   });
 }
 
+TEST_CASE("a cancelled write keeps its bytes queued, copied: the caller's buffer may go") {
+  using namespace asio::experimental::awaitable_operators;
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    Server server;
+    const int port = co_await test::listen_loopback(server);
+    Socket client = co_await coronet::connect(port, "127.0.0.1");
+    Socket accepted = co_await server.accept();
+    const std::string expected = test::random_bytes(64 << 20, 7);  // beyond loopback buffers
+    {
+      std::string big = expected;
+      asio::steady_timer deadline(ex, std::chrono::milliseconds(20));
+      auto winner = co_await (client.write(big) || deadline.async_wait(asio::use_awaitable));
+      CHECK(winner.index() == 1);  // the deadline won: the write was cancelled
+      CHECK(client.writable_length() > 0);
+      big.assign(big.size(), 'x');  // the caller reuses its buffer, then frees it
+    }
+    // end() sends FIN after the queued bytes, once the peer has read them.
+    std::string got = co_await (client.end() && test::read_all(accepted));
+    CHECK(got.size() == expected.size());
+    CHECK(test::checksum(got) == test::checksum(expected));
+  });
+}
+
 TEST_CASE("a second concurrent read is refused clearly") {
   test::run([]() -> coronet::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
@@ -206,9 +241,12 @@ TEST_CASE("a second concurrent read is refused clearly") {
     Socket client = co_await coronet::connect(port, "127.0.0.1");
     Socket accepted = co_await server.accept();
     std::string first_reader_got;
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      first_reader_got = std::string(*co_await accepted.read());
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          first_reader_got = std::string(*co_await accepted.read());
+        },
+        asio::detached);
     for (int i = 0; i < 10; ++i) co_await asio::post(ex, asio::use_awaitable);
     auto e = co_await test::expect_error(accepted.read());
     CHECK(e.code() == coronet::errc::read_in_progress);
@@ -224,7 +262,8 @@ TEST_CASE("a moved-from or default socket says it is not connected") {
   Socket none;
   CHECK(none.destroyed());
   CHECK(none.ready_state() == "closed");
-  CHECK_THROWS_WITH_AS(none.pause(), "the socket is not connected (default-constructed or moved from)",
+  CHECK_THROWS_WITH_AS(none.pause(),
+                       "the socket is not connected (default-constructed or moved from)",
                        coronet::error);
 }
 

@@ -119,8 +119,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// The next bytes up to and including `delimiter`; nullopt at a clean FIN.
   /// Throws errc::frame_too_long once `max` bytes arrive without it (they stay
   /// buffered for read()), and errc::truncated_frame on FIN inside a frame.
-  static awaitable<std::optional<std::string_view>> read_until(pointer self, std::string_view delimiter,
-                                                             std::size_t max, const char* op) {
+  static awaitable<std::optional<std::string_view>> read_until(pointer self,
+                                                               std::string_view delimiter,
+                                                               std::size_t max, const char* op) {
     self->begin_read(op);
     reading_guard guard{*self};
     std::size_t searched = 0;
@@ -133,7 +134,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       }
       if (self->pending_.size() >= max) throw self->frame_too_long(op, max);
       // A delimiter may straddle what we have and what comes next.
-      searched = self->pending_.size() >= delimiter.size() ? self->pending_.size() - delimiter.size() + 1 : 0;
+      searched = self->pending_.size() >= delimiter.size()
+                     ? self->pending_.size() - delimiter.size() + 1
+                     : 0;
       if (!co_await self->fill(op)) co_return self->end_of_frames(op);
     }
   }
@@ -498,8 +501,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     if (closed_) throw failure_error(op);  // destroyed meanwhile
     before_wait(op);                       // or timed out meanwhile
     std::error_code waited;
-    const std::size_t n = co_await socket_.async_receive(asio::buffer(inline_),
-                                                         asio::redirect_error(asio::use_awaitable, waited));
+    const std::size_t n = co_await socket_.async_receive(
+        asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, waited));
     if (waited == asio::error::eof) {
       on_peer_end();
       co_return std::nullopt;
@@ -517,16 +520,17 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// so the single-threaded path costs Asio's one operation frame and no more.
   awaitable<void> readable() {
     // One thread runs the reactor (see reactor.hpp): wait for the edge our EAGAIN promised.
-    if (single_threaded_reactor_) return socket_.async_wait(asio::socket_base::wait_read, asio::use_awaitable);
+    if (single_threaded_reactor_)
+      return socket_.async_wait(asio::socket_base::wait_read, asio::use_awaitable);
     return peek_wait();
   }
 
   /// The wait for io_contexts run by several threads: a one-byte MSG_PEEK receive,
   /// which Asio performs under the descriptor's lock, so no edge is lost.
   awaitable<void> peek_wait() {
-    auto [ec, n] = co_await socket_.async_receive(asio::buffer(&peek_byte_, 1),
-                                                  asio::socket_base::message_peek,
-                                                  asio::experimental::as_tuple(asio::use_awaitable));
+    auto [ec, n] = co_await socket_.async_receive(
+        asio::buffer(&peek_byte_, 1), asio::socket_base::message_peek,
+        asio::experimental::as_tuple(asio::use_awaitable));
     (void)n;
     if (ec == asio::error::operation_aborted) throw std::system_error(ec);
   }
@@ -618,9 +622,12 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     for (;;) {
       if (failure_) throw failure_error(op);
       if (queue_.completed() >= seq) co_return;
-      bool progressed = flushing_ ? co_await write_event_.wait(socket_.get_executor()) : co_await flush(seq);
+      bool progressed =
+          flushing_ ? co_await write_event_.wait(socket_.get_executor()) : co_await flush(seq);
       if (!progressed && !failure_ && queue_.completed() < seq) {
-        // Cancelled by the caller: the bytes stay queued and still go out in order.
+        // Cancelled by the caller: the bytes stay queued and still go out in order,
+        // as a copy, since the caller's buffer may be gone once we return.
+        queue_.own(seq);
         if (!flushing_) ensure_flusher();
         throw error(asio::error::operation_aborted,
                     std::string(op) + " cancelled; its bytes stay queued");
@@ -725,9 +732,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
 
   error timeout_error(const char* op) const {
-    return error(make_error_code(errc::timeout),
-                 std::string(op) + " timed out: no activity for " +
-                     std::to_string(timeout_.count()) + " ms");
+    return error(make_error_code(errc::timeout), std::string(op) + " timed out: no activity for " +
+                                                     std::to_string(timeout_.count()) + " ms");
   }
 
   // ---- closing
@@ -753,18 +759,18 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   // state machine
   bool allow_half_open_;
   bool paused_;
-  bool read_eof_ = false;        // the peer's FIN was read
-  bool end_requested_ = false;   // our side is ending (end() or the automatic end)
-  bool ended_by_peer_ = false;   // ... and it was the automatic one
+  bool read_eof_ = false;       // the peer's FIN was read
+  bool end_requested_ = false;  // our side is ending (end() or the automatic end)
+  bool ended_by_peer_ = false;  // ... and it was the automatic one
   bool fin_sent_ = false;
-  bool closed_ = false;          // descriptor closed: graceful, destroyed or failed
-  std::error_code failure_;      // why it closed, when not gracefully
+  bool closed_ = false;      // descriptor closed: graceful, destroyed or failed
+  std::error_code failure_;  // why it closed, when not gracefully
 
   // read side
-  buffer_pool::buffer chunk_;   // lent to the caller by read(), pooled
-  std::string pending_;         // received, not yet handed out (framed reads)
-  std::string frame_;           // the last frame handed out
-  std::string decoded_;         // the last text handed out (with an encoding)
+  buffer_pool::buffer chunk_;  // lent to the caller by read(), pooled
+  std::string pending_;        // received, not yet handed out (framed reads)
+  std::string frame_;          // the last frame handed out
+  std::string decoded_;        // the last text handed out (with an encoding)
   std::optional<Decoder> decoder_;
   bool reading_ = false;
   char peek_byte_ = 0;

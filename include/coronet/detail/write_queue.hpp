@@ -10,11 +10,11 @@
 // capacity when the slot is reused, so a socket in steady state does not allocate.
 #pragma once
 
+#include <sys/uio.h>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <sys/uio.h>
 #include <vector>
 
 namespace coronet::detail {
@@ -81,6 +81,18 @@ class write_queue {
       n -= left;
       pop();
     }
+  }
+
+  /// The writer of entry `seq` stops waiting (it was cancelled) and can no longer
+  /// keep its bytes alive: what is left of them becomes a private copy.
+  void own(sequence seq) {
+    if (seq <= completed_ || seq > last_sequence()) return;
+    entry& e = at(static_cast<std::size_t>(seq - completed_ - 1));
+    if (e.is_owned || e.is_end) return;
+    e.owned.assign(e.borrowed + e.offset, e.size - e.offset);
+    e.size -= e.offset;
+    e.offset = 0;
+    e.is_owned = true;
   }
 
   /// Completes the end marker at the front, once the FIN is sent.

@@ -16,18 +16,20 @@ constexpr std::string_view usage =
 
 asio::awaitable<void> run(std::string host, int port, std::string name) {
   auto executor = co_await asio::this_coro::executor;
-  auto socket = co_await coronet::connect({.host = host, .port = port, .allow_half_open = true,
-                                           .no_delay = true});
+  auto socket = co_await coronet::connect(
+      {.host = host, .port = port, .allow_half_open = true, .no_delay = true});
   auto guard = asio::make_work_guard(executor);
   co_await socket.write(name + "\n");
-  std::thread(cli::pump_stdin(executor, [&socket](std::string_view chunk) -> coronet::awaitable<bool> {
-    if (chunk.empty()) {
-      co_await socket.end();
-      co_return false;
-    }
-    co_await socket.write(chunk);
-    co_return true;
-  })).detach();
+  std::thread(cli::pump_stdin(executor,
+                              [&socket](std::string_view chunk) -> coronet::awaitable<bool> {
+                                if (chunk.empty()) {
+                                  co_await socket.end();
+                                  co_return false;
+                                }
+                                co_await socket.write(chunk);
+                                co_return true;
+                              }))
+      .detach();
   while (auto chunk = co_await socket.read()) {
     if (!cli::write_stdout(*chunk)) break;
   }
@@ -44,7 +46,8 @@ int main(int argc, char** argv) {
   const int port = static_cast<int>(args.number("port", -1, 0, 65535));
   const std::string name = args.text("name", "");
   if (port < 0) args.fail("--port is required");
-  if (name.empty() || name.find_first_of(" \n") != std::string::npos) args.fail("--name must be one word");
+  if (name.empty() || name.find_first_of(" \n") != std::string::npos)
+    args.fail("--name must be one word");
   asio::io_context io{1};
   asio::co_spawn(io, run(host, port, name), [](std::exception_ptr e) {
     if (!e) return;

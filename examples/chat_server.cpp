@@ -7,7 +7,8 @@
 // An over-long line gets an error line back and the client is disconnected;
 // memory stays bounded by --max-line. SIGINT tells everyone and ends every socket.
 //
-//   chat_server [--host 127.0.0.1] [--port 0] [--max-line 1024] [--idle-timeout 0] [--max-queue 65536]
+//   chat_server [--host 127.0.0.1] [--port 0] [--max-line 1024] [--idle-timeout 0] [--max-queue
+//   65536]
 #include <csignal>
 #include <list>
 
@@ -143,7 +144,8 @@ coronet::awaitable<void> session(room& chat, coronet::Socket socket) {
     }
   } catch (const coronet::error& e) {
     if (e.code() == coronet::errc::frame_too_long) {
-      chat.send(me, "* error: line longer than " + std::to_string(limits.max_line) + " bytes; goodbye\n");
+      chat.send(
+          me, "* error: line longer than " + std::to_string(limits.max_line) + " bytes; goodbye\n");
     } else if (e.code() == coronet::errc::timeout) {
       chat.send(me, "* idle too long; goodbye\n");
     }
@@ -182,7 +184,8 @@ int main(int argc, char** argv) {
   std::cout << "listening on " << host << ':' << server.address()->port << std::endl;
 
   room chat(limits);
-  asio::co_spawn(io, server.serve([&chat](coronet::Socket s) { return session(chat, std::move(s)); }),
+  asio::co_spawn(io,
+                 server.serve([&chat](coronet::Socket s) { return session(chat, std::move(s)); }),
                  asio::detached);
   // The first Ctrl-C says goodbye and ends every socket; the process exits when
   // the clients have gone. A second Ctrl-C does not wait for them.

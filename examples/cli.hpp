@@ -38,7 +38,8 @@ class args {
         continue;
       }
       const auto name = a.substr(2);
-      if (std::find(flags.begin(), flags.end(), name) == flags.end()) fail("unknown flag " + std::string(a));
+      if (std::find(flags.begin(), flags.end(), name) == flags.end())
+        fail("unknown flag " + std::string(a));
       if (i + 1 >= argc) fail("flag " + std::string(a) + " needs a value");
       values_[std::string(name)] = argv[++i];
     }
@@ -55,8 +56,8 @@ class args {
     long v = 0;
     auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
     if (ec != std::errc() || end != it->second.data() + it->second.size() || v < min || v > max) {
-      fail("--" + name + " must be a number from " + std::to_string(min) + " to " + std::to_string(max) +
-           ", not '" + it->second + "'");
+      fail("--" + name + " must be a number from " + std::to_string(min) + " to " +
+           std::to_string(max) + ", not '" + it->second + "'");
     }
     return v;
   }

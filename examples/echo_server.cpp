@@ -14,7 +14,8 @@ constexpr std::string_view usage =
     "usage: echo_server [--host HOST] [--port PORT] [--threads N] [--idle-timeout MS]\n"
     "  --host          address to listen on (default 127.0.0.1)\n"
     "  --port          port; 0 lets the kernel pick (default 0)\n"
-    "  --threads       io_contexts sharing the port through SO_REUSEPORT, one per core (default 1)\n"
+    "  --threads       io_contexts sharing the port through SO_REUSEPORT, one per core (default "
+    "1)\n"
     "  --idle-timeout  close a connection idle this many milliseconds (default 0: never)\n"
     "  Prints 'listening on HOST:PORT' first. SIGINT or SIGTERM stops it.\n";
 
@@ -35,7 +36,8 @@ asio::awaitable<void> echo(coronet::Socket socket) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cli::args args(argc, argv, "echo_server", std::string(usage), {"host", "port", "threads", "idle-timeout"});
+  cli::args args(argc, argv, "echo_server", std::string(usage),
+                 {"host", "port", "threads", "idle-timeout"});
   const std::string host = args.text("host", "127.0.0.1");
   int port = static_cast<int>(args.number("port", 0, 0, 65535));
   const auto threads = static_cast<std::size_t>(args.number("threads", 1, 1, 256));

@@ -20,8 +20,8 @@ void usage(std::ostream& out) {
 }
 
 asio::awaitable<void> echo_session(coronet::Socket socket) {
-  std::cout << "server: connection from " << socket.remote_address() << ':'
-            << socket.remote_port() << '\n';
+  std::cout << "server: connection from " << socket.remote_address() << ':' << socket.remote_port()
+            << '\n';
   while (auto chunk = co_await socket.read()) co_await socket.write(*chunk);
   std::cout << "server: the client ended after " << socket.bytes_read()
             << " bytes; echoed them all and ending too\n";
@@ -36,9 +36,11 @@ asio::awaitable<void> run(std::string host, int lines) {
   asio::co_spawn(server.get_executor(), server.serve(echo_session), asio::detached);
 
   auto client = co_await coronet::connect({.host = host, .port = address.port, .no_delay = true});
-  for (int i = 1; i <= lines; ++i) co_await client.write("hello number " + std::to_string(i) + "\n");
+  for (int i = 1; i <= lines; ++i)
+    co_await client.write("hello number " + std::to_string(i) + "\n");
   co_await client.end();  // our FIN: the server sees the end, and we can still read
-  while (auto line = co_await client.read_line(1024)) std::cout << "client: got back \"" << *line << "\"\n";
+  while (auto line = co_await client.read_line(1024))
+    std::cout << "client: got back \"" << *line << "\"\n";
   std::cout << "client: the server ended; " << client.bytes_written() << " bytes sent, "
             << client.bytes_read() << " received\n";
   server.close();
@@ -58,8 +60,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if ((arg == "--lines" || arg == "--host") && i + 1 < argc) {
-      if (arg == "--lines") lines = std::atoi(argv[++i]);
-      else host = argv[++i];
+      if (arg == "--lines")
+        lines = std::atoi(argv[++i]);
+      else
+        host = argv[++i];
       continue;
     }
     std::cerr << "hello: unknown argument '" << arg << "'\n";

@@ -11,6 +11,7 @@ packages=(
   g++ clang libclang-rt-14-dev                 # both compilers, and clang's sanitizer runtimes
   libasio-dev doctest-dev                      # the two dependencies
   nodejs netcat-openbsd socat                  # real peers for the tests
+  clang-format clang-tidy doxygen              # lint and the API reference
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(golang-go cargo librust-tokio-dev gnuplot-nox)

@@ -50,8 +50,9 @@ class child_process {
 
   /// The next line it printed, without "\n"; nullopt once its output ends.
   coronet::awaitable<std::optional<std::string>> line() {
-    auto [ec, n] = co_await asio::async_read_until(out_, asio::dynamic_buffer(buffer_), '\n',
-                                                   asio::experimental::as_tuple(asio::use_awaitable));
+    auto [ec, n] =
+        co_await asio::async_read_until(out_, asio::dynamic_buffer(buffer_), '\n',
+                                        asio::experimental::as_tuple(asio::use_awaitable));
     if (ec) co_return std::nullopt;
     std::string l = buffer_.substr(0, n - 1);
     buffer_.erase(0, n);

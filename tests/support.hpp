@@ -4,13 +4,13 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <random>
 #include <string>
-#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -79,7 +79,8 @@ inline coronet::awaitable<void> echo(coronet::Socket socket) {
 }
 
 /// Listens on 127.0.0.1 (or `host`), port 0, and returns the port.
-inline coronet::awaitable<int> listen_loopback(coronet::Server& server, std::string host = "127.0.0.1") {
+inline coronet::awaitable<int> listen_loopback(coronet::Server& server,
+                                               std::string host = "127.0.0.1") {
   co_await server.listen(0, host);
   co_return server.address()->port;
 }

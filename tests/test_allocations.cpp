@@ -29,7 +29,8 @@ TEST_CASE("steady-state ping-pong makes no heap allocation on either end") {
     auto round_trip = [&]() -> coronet::awaitable<void> {
       co_await client.write(request);
       std::size_t got = 0;
-      while (got < sizeof reply) got += co_await client.read_some(std::span<char>(reply + got, sizeof reply - got));
+      while (got < sizeof reply)
+        got += co_await client.read_some(std::span<char>(reply + got, sizeof reply - got));
     };
     for (int i = 0; i < 200; ++i) co_await round_trip();  // warm-up: pools and caches fill
     const long before = allocations;

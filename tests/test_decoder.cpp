@@ -5,6 +5,7 @@
 
 #include <coronet/decoder.hpp>
 
+#include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -13,7 +14,6 @@
 #include <sstream>
 #include <string>
 #include <string_view>
-#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -34,7 +34,8 @@ std::string decode(encoding enc, std::string_view bytes) {
 }
 
 /// Decodes `bytes` cut at each of `cuts` (ascending offsets).
-std::string decode_split(encoding enc, std::string_view bytes, const std::vector<std::size_t>& cuts) {
+std::string decode_split(encoding enc, std::string_view bytes,
+                         const std::vector<std::size_t>& cuts) {
   Decoder d(enc);
   std::string out;
   std::size_t from = 0;
@@ -88,7 +89,8 @@ std::string to_hex(std::string_view s) {
 }  // namespace
 
 TEST_CASE("encoding names are Node's, aliases and case included") {
-  for (encoding e : {encoding::utf8, encoding::latin1, encoding::ascii, encoding::hex, encoding::base64}) {
+  for (encoding e :
+       {encoding::utf8, encoding::latin1, encoding::ascii, encoding::hex, encoding::base64}) {
     CHECK(coronet::parse_encoding(coronet::to_string(e)) == e);
   }
   CHECK(coronet::to_string(encoding::utf8) == "utf8");
@@ -125,7 +127,8 @@ TEST_CASE("utf8: a character split at any point, or two, is never cut") {
 }
 
 TEST_CASE("utf8: an incomplete character at end() is exactly one U+FFFD") {
-  for (std::string_view tail : {"\xC3", "\xE2\x82", "\xE2", "\xF0\x9F\x98", "\xF0\x9F", "\xF4\x8F\xBF"}) {
+  for (std::string_view tail :
+       {"\xC3", "\xE2\x82", "\xE2", "\xF0\x9F\x98", "\xF0\x9F", "\xF4\x8F\xBF"}) {
     CAPTURE(to_hex(tail));
     Decoder d(encoding::utf8);
     std::string out;
@@ -164,20 +167,35 @@ TEST_CASE("utf8: malformed bytes become U+FFFD as in Node, however split") {
       {"\xF8\x88\x80\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
       {"\xFE", "\xEF\xBF\xBD"},
       {"\xFF", "\xEF\xBF\xBD"},
-      {"a\xE2\x82" "b", "a\xEF\xBF\xBD" "b"},
-      {"a\xF0\x9F\x98" "b", "a\xEF\xBF\xBD" "b"},
+      {"a\xE2\x82"
+       "b",
+       "a\xEF\xBF\xBD"
+       "b"},
+      {"a\xF0\x9F\x98"
+       "b",
+       "a\xEF\xBF\xBD"
+       "b"},
       {"\xE2\x82\xE2\x82\xAC", "\xEF\xBF\xBD\xE2\x82\xAC"},
       {"\xF0\x9F\x98\xF0\x9F\x98\x80", "\xEF\xBF\xBD\xF0\x9F\x98\x80"},
       {"\xC3\xC3\xA9", "\xEF\xBF\xBD\xC3\xA9"},
-      {"\xE2" "A\x82\xAC", "\xEF\xBF\xBD" "A\xEF\xBF\xBD\xEF\xBF\xBD"},
+      {"\xE2"
+       "A\x82\xAC",
+       "\xEF\xBF\xBD"
+       "A\xEF\xBF\xBD\xEF\xBF\xBD"},
       {"\xF4\x8F\xBF\xBF", "\xF4\x8F\xBF\xBF"},  // U+10FFFF itself is valid
       {"\xEF\xBF\xBD", "\xEF\xBF\xBD"},
-      {"a\x80\x80\x80\x80" "b", "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD" "b"},
+      {"a\x80\x80\x80\x80"
+       "b",
+       "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"
+       "b"},
       {"\xED\x9F\xBF", "\xED\x9F\xBF"},  // U+D7FF, just below the surrogates
       {"\xE1\x80", "\xEF\xBF\xBD"},
       {"\xF1\x80\x80", "\xEF\xBF\xBD"},
       {"\xF0\x90", "\xEF\xBF\xBD"},
-      {"\xF4\x80\x80" "A", "\xEF\xBF\xBD" "A"},
+      {"\xF4\x80\x80"
+       "A",
+       "\xEF\xBF\xBD"
+       "A"},
   };
   for (const auto& c : cases) {  // no structured binding: clang 14 cannot capture one in CAPTURE
     CAPTURE(to_hex(c.first));
@@ -190,7 +208,8 @@ TEST_CASE("utf8: random bytes decode the same however they are split") {
   std::mt19937 gen(2024);
   for (int round = 0; round < 2000; ++round) {
     std::string bytes(gen() % 10, '\0');
-    for (char& c : bytes) c = static_cast<char>(gen() % 3 == 0 ? gen() & 0xFF : 0x80 | (gen() & 0x7F));
+    for (char& c : bytes)
+      c = static_cast<char>(gen() % 3 == 0 ? gen() & 0xFF : 0x80 | (gen() & 0x7F));
     std::vector<std::size_t> cuts;
     for (std::size_t i = 1; i < bytes.size(); ++i) {
       if (gen() % 2) cuts.push_back(i);
@@ -201,15 +220,21 @@ TEST_CASE("utf8: random bytes decode the same however they are split") {
 }
 
 TEST_CASE("latin1, ascii, hex, base64: split input decodes as whole input does, as in Node") {
-  const std::string sample = raw("\x00" "Az\x7F\x80\xA9\xE9\xFF\x0A\xC3\xA9\xFE");
+  const std::string sample =
+      raw("\x00"
+          "Az\x7F\x80\xA9\xE9\xFF\x0A\xC3\xA9\xFE");
   // Node 20: new StringDecoder(enc), write(Buffer.from(sample)) + end().
   CHECK(decode(encoding::latin1, sample) ==
-        raw("\x00" "Az\x7F\xC2\x80\xC2\xA9\xC3\xA9\xC3\xBF\x0A\xC3\x83\xC2\xA9\xC3\xBE"));
-  CHECK(decode(encoding::ascii, sample) == raw("\x00" "Az\x7F\x00)i\x7F\x0A" "C)~"));
+        raw("\x00"
+            "Az\x7F\xC2\x80\xC2\xA9\xC3\xA9\xC3\xBF\x0A\xC3\x83\xC2\xA9\xC3\xBE"));
+  CHECK(decode(encoding::ascii, sample) == raw("\x00"
+                                               "Az\x7F\x00)i\x7F\x0A"
+                                               "C)~"));
   CHECK(decode(encoding::hex, sample) == "00417a7f80a9e9ff0ac3a9fe");
   CHECK(decode(encoding::base64, sample) == "AEF6f4Cp6f8Kw6n+");
 
-  for (encoding e : {encoding::utf8, encoding::latin1, encoding::ascii, encoding::hex, encoding::base64}) {
+  for (encoding e :
+       {encoding::utf8, encoding::latin1, encoding::ascii, encoding::hex, encoding::base64}) {
     CAPTURE(coronet::to_string(e));
     check_every_split(e, sample);
     check_every_split(e, all_bytes().substr(120, 20));
@@ -221,7 +246,8 @@ TEST_CASE("latin1, ascii, hex, base64: split input decodes as whole input does, 
 TEST_CASE("base64: only whole groups before end(), padding at end()") {
   // Node 20: Buffer.from("abcde".slice(0, n)).toString("base64").
   const std::string_view expected[] = {"", "YQ==", "YWI=", "YWJj", "YWJjZA==", "YWJjZGU="};
-  for (std::size_t n = 0; n < 6; ++n) CHECK(decode(encoding::base64, std::string_view("abcde", n)) == expected[n]);
+  for (std::size_t n = 0; n < 6; ++n)
+    CHECK(decode(encoding::base64, std::string_view("abcde", n)) == expected[n]);
 
   Decoder d(encoding::base64);
   std::string out;
@@ -245,7 +271,11 @@ TEST_CASE("encode: as Node's Buffer.from(string, encoding)") {
   CHECK(encode("a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xC4\x80", encoding::latin1) == latin1);
   CHECK(encode("a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xC4\x80", encoding::ascii) == latin1);
   CHECK(encode("abc\xC3\xA9", encoding::ascii) == "abc\xE9");
-  CHECK(encode("\xFF" "a", encoding::latin1) == "\xFD" "a");  // malformed UTF-8 is U+FFFD first
+  CHECK(encode("\xFF"
+               "a",
+               encoding::latin1) ==
+        "\xFD"
+        "a");  // malformed UTF-8 is U+FFFD first
 
   // Hex stops at the first pair that is not hex and drops an odd last digit.
   CHECK(encode("68656c6c6f", encoding::hex) == "hello");
@@ -255,7 +285,9 @@ TEST_CASE("encode: as Node's Buffer.from(string, encoding)") {
   CHECK(encode("dead beef", encoding::hex) == "\xDE\xAD");
   CHECK(encode("0g12", encoding::hex).empty());
   CHECK(encode("a", encoding::hex).empty());
-  CHECK(encode("12\xC3\xA9" "4", encoding::hex) == "\x12");
+  CHECK(encode("12\xC3\xA9"
+               "4",
+               encoding::hex) == "\x12");
 
   // Base64 is lenient: either alphabet, anything else skipped, the first '=' ends it.
   CHECK(encode("aGVsbG8=", encoding::base64) == "hello");
@@ -296,7 +328,8 @@ TEST_CASE("encode undoes decode for hex, base64 and latin1") {
 TEST_CASE("a decoder is a few bytes and writes into capacity it is given") {
   CHECK(sizeof(Decoder) <= 8);
   const std::string input = all_bytes() + "\xF0\x9F";
-  for (encoding e : {encoding::utf8, encoding::latin1, encoding::ascii, encoding::hex, encoding::base64}) {
+  for (encoding e :
+       {encoding::utf8, encoding::latin1, encoding::ascii, encoding::hex, encoding::base64}) {
     CAPTURE(coronet::to_string(e));
     Decoder d(e);
     std::string out;
@@ -317,8 +350,8 @@ TEST_CASE("decoding matches a live node on random input (when CORONET_NODE is se
   if (node == nullptr || *node == '\0') return;
 
   // Bytes that steer into UTF-8's edge cases, mixed with arbitrary ones.
-  const unsigned char edges[] = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2,
-                                 0xDF, 0xE0, 0xE1, 0xED, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF};
+  const unsigned char edges[] = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1,
+                                 0xC2, 0xDF, 0xE0, 0xE1, 0xED, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF};
   const encoding encodings[] = {encoding::utf8, encoding::latin1, encoding::ascii, encoding::hex,
                                 encoding::base64};
   std::mt19937 gen(99);
@@ -332,7 +365,8 @@ TEST_CASE("decoding matches a live node on random input (when CORONET_NODE is se
   js << "const {StringDecoder} = require('string_decoder');\nfor (const [enc, hex, cuts] of [\n";
   for (int i = 0; i < 3000; ++i) {
     sample s{i % 3 ? encoding::utf8 : encodings[gen() % 5], std::string(gen() % 12, '\0'), {}};
-    for (char& c : s.bytes) c = static_cast<char>(gen() % 2 ? edges[gen() % sizeof edges] : gen() & 0xFF);
+    for (char& c : s.bytes)
+      c = static_cast<char>(gen() % 2 ? edges[gen() % sizeof edges] : gen() & 0xFF);
     for (std::size_t k = 1; k < s.bytes.size(); ++k) {
       if (gen() % 3 == 0) s.cuts.push_back(k);
     }
@@ -344,7 +378,8 @@ TEST_CASE("decoding matches a live node on random input (when CORONET_NODE is se
   js << "]) {\n"
         "  const b = Buffer.from(hex, 'hex'), d = new StringDecoder(enc);\n"
         "  let s = '', from = 0;\n"
-        "  for (const cut of [...cuts, b.length]) { s += d.write(b.subarray(from, cut)); from = cut; }\n"
+        "  for (const cut of [...cuts, b.length]) { s += d.write(b.subarray(from, cut)); from = "
+        "cut; }\n"
         "  console.log(Buffer.from(s + d.end(), 'utf8').toString('hex') || '-');\n"
         "}\n";
 

@@ -16,10 +16,13 @@ TEST_CASE("a UTF-8 character split across TCP segments is delivered whole") {
     co_await p.client.write(euro.substr(0, 2));
     bool got = false;
     std::string text;
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      text = std::string(*co_await p.accepted.read());
-      got = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          text = std::string(*co_await p.accepted.read());
+          got = true;
+        },
+        asio::detached);
     co_await test::settle([&] { return got; }, 200);
     CHECK_FALSE(got);  // two bytes of three: nothing to deliver yet
     co_await p.client.write(euro.substr(2));
@@ -63,7 +66,7 @@ TEST_CASE("hex and base64 reads, and writes given in an encoding") {
     test::pair p;
     co_await test::make_pair(p);
     p.accepted.set_encoding(encoding::hex);
-    co_await p.client.write("68656c6c6f", encoding::hex);  // "hello" as hex text
+    co_await p.client.write("68656c6c6f", encoding::hex);   // "hello" as hex text
     co_await p.client.write("IHdvcmxk", encoding::base64);  // " world"
     co_await p.client.end();
     CHECK(co_await test::read_all(p.accepted) == "68656c6c6f20776f726c64");

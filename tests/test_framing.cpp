@@ -24,7 +24,8 @@ TEST_CASE("an over-long line is a clear error, and its bytes stay readable") {
     co_await p.client.write(std::string(100, 'x'));
     auto e = co_await test::expect_error(p.accepted.read_line(64));
     CHECK(e.code() == coronet::errc::frame_too_long);
-    CHECK(std::string(e.what()) == "read_line: no delimiter within 64 bytes (they stay buffered for read())");
+    CHECK(std::string(e.what()) ==
+          "read_line: no delimiter within 64 bytes (they stay buffered for read())");
     auto rest = co_await p.accepted.read();
     CHECK(rest->size() == 100);
   });
@@ -35,10 +36,13 @@ TEST_CASE("memory stays bounded: a peer that never sends a newline cannot grow t
     auto ex = co_await asio::this_coro::executor;
     test::pair p;
     co_await test::make_pair(p);
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      const std::string block(64 * 1024, 'y');
-      for (int i = 0; i < 64; ++i) co_await p.client.write(block);  // 4 MiB, no newline
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          const std::string block(64 * 1024, 'y');
+          for (int i = 0; i < 64; ++i) co_await p.client.write(block);  // 4 MiB, no newline
+        },
+        asio::detached);
     auto e = co_await test::expect_error(p.accepted.read_line(1024));
     CHECK(e.code() == coronet::errc::frame_too_long);
   });

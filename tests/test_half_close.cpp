@@ -72,8 +72,8 @@ TEST_CASE("reading goes on after our own end()") {
   test::run([]() -> coronet::awaitable<void> {
     Server server{{.allow_half_open = true}};
     const int port = co_await test::listen_loopback(server);
-    Socket client = co_await coronet::connect({.host = "127.0.0.1", .port = port,
-                                               .allow_half_open = true});
+    Socket client =
+        co_await coronet::connect({.host = "127.0.0.1", .port = port, .allow_half_open = true});
     Socket accepted = co_await server.accept();
     co_await client.end();
     CHECK_FALSE(co_await accepted.read());

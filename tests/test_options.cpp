@@ -25,8 +25,8 @@ std::vector<asio::ip::address> both_loopbacks(std::string_view) {
 TEST_CASE("server no_delay and keep_alive reach every accepted socket") {
   test::run([]() -> coronet::awaitable<void> {
     test::pair p;
-    co_await test::make_pair(p, {.no_delay = true, .keep_alive = true,
-                                 .keep_alive_initial_delay = 5s});
+    co_await test::make_pair(
+        p, {.no_delay = true, .keep_alive = true, .keep_alive_initial_delay = 5s});
     CHECK(get_option(p.accepted, IPPROTO_TCP, TCP_NODELAY) == 1);
     CHECK(get_option(p.accepted, SOL_SOCKET, SO_KEEPALIVE) == 1);
     CHECK(get_option(p.accepted, IPPROTO_TCP, TCP_KEEPIDLE) == 5);
@@ -37,8 +37,8 @@ TEST_CASE("server no_delay and keep_alive reach every accepted socket") {
 TEST_CASE("connect options no_delay and keep_alive apply at connect") {
   test::run([]() -> coronet::awaitable<void> {
     test::pair p;
-    co_await test::make_pair(p, {}, {.no_delay = true, .keep_alive = true,
-                                     .keep_alive_initial_delay = 9s});
+    co_await test::make_pair(
+        p, {}, {.no_delay = true, .keep_alive = true, .keep_alive_initial_delay = 9s});
     CHECK(get_option(p.client, IPPROTO_TCP, TCP_NODELAY) == 1);
     CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPIDLE) == 9);
   });
@@ -71,10 +71,13 @@ TEST_CASE("max_connections drops the extra connection and reports both ends") {
 
     bool second_accepted = false;
     Socket third_accepted;
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      third_accepted = co_await server.accept();
-      second_accepted = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          third_accepted = co_await server.accept();
+          second_accepted = true;
+        },
+        asio::detached);
     Socket second = co_await coronet::connect(port, "127.0.0.1");
     const int second_port = second.local_port();  // read while open (Node forgets it after close)
     // The client's connect succeeds, then it sees FIN with no data, as with Node.
@@ -103,8 +106,10 @@ TEST_CASE("local_address and local_port choose the source of a connection") {
                                   {asio::ip::make_address("127.0.0.2"), 0});
     const int local_port = probe.local_endpoint().port();
     probe.close();
-    Socket c = co_await coronet::connect({.host = "127.0.0.1", .port = port,
-                                          .local_address = "127.0.0.2", .local_port = local_port});
+    Socket c = co_await coronet::connect({.host = "127.0.0.1",
+                                          .port = port,
+                                          .local_address = "127.0.0.2",
+                                          .local_port = local_port});
     Socket s = co_await server.accept();
     CHECK(s.remote_address() == "127.0.0.2");
     CHECK(s.remote_port() == local_port);
@@ -118,11 +123,11 @@ TEST_CASE("family 4 or 6 picks which of a name's addresses to use") {
   test::run([]() -> coronet::awaitable<void> {
     Server server;
     const int port = co_await test::listen_loopback(server, "::");  // dual-stack
-    Socket v4 = co_await coronet::connect({.host = "dual.test", .port = port, .family = 4,
-                                           .lookup = both_loopbacks});
+    Socket v4 = co_await coronet::connect(
+        {.host = "dual.test", .port = port, .family = 4, .lookup = both_loopbacks});
     CHECK(v4.remote_family() == "IPv4");
-    Socket v6 = co_await coronet::connect({.host = "dual.test", .port = port, .family = 6,
-                                           .lookup = both_loopbacks});
+    Socket v6 = co_await coronet::connect(
+        {.host = "dual.test", .port = port, .family = 6, .lookup = both_loopbacks});
     CHECK(v6.remote_family() == "IPv6");
   });
 }
@@ -130,17 +135,21 @@ TEST_CASE("family 4 or 6 picks which of a name's addresses to use") {
 TEST_CASE("Happy Eyeballs: a black-holed IPv6 address does not stall the IPv4 one") {
   // ::1 swallows SYNs on this port; 127.0.0.1 has a real server on the same port.
   test::blackhole hole("::1");
-  test::run([&]() -> coronet::awaitable<void> {
-    Server server;
-    co_await server.listen(hole.port(), "127.0.0.1");
-    // A serial connect (Node without its 250 ms abort) would wait minutes on ::1.
-    Socket s = co_await coronet::connect({.host = "dual.test", .port = hole.port(),
-                                          .attempt_delay = 50ms, .lookup = both_loopbacks});
-    CHECK(s.remote_address() == "127.0.0.1");
-    Socket accepted = co_await server.accept();
-    co_await s.end("through IPv4");
-    CHECK(co_await test::read_all(accepted) == "through IPv4");
-  }, 20s);
+  test::run(
+      [&]() -> coronet::awaitable<void> {
+        Server server;
+        co_await server.listen(hole.port(), "127.0.0.1");
+        // A serial connect (Node without its 250 ms abort) would wait minutes on ::1.
+        Socket s = co_await coronet::connect({.host = "dual.test",
+                                              .port = hole.port(),
+                                              .attempt_delay = 50ms,
+                                              .lookup = both_loopbacks});
+        CHECK(s.remote_address() == "127.0.0.1");
+        Socket accepted = co_await server.accept();
+        co_await s.end("through IPv4");
+        CHECK(co_await test::read_all(accepted) == "through IPv4");
+      },
+      20s);
 }
 
 TEST_CASE("when every address fails, the error lists every attempt") {

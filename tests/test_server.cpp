@@ -39,8 +39,8 @@ TEST_CASE("no host means :: dual-stack, reachable over IPv4 and IPv6") {
       }
       co_return remotes;
     };
-    auto remotes_task = asio::co_spawn(co_await asio::this_coro::executor, accept_two(),
-                                       asio::use_awaitable);
+    auto remotes_task =
+        asio::co_spawn(co_await asio::this_coro::executor, accept_two(), asio::use_awaitable);
     Socket v4 = co_await coronet::connect(addr.port, "127.0.0.1");
     Socket v6 = co_await coronet::connect(addr.port, "::1");
     auto remotes = co_await std::move(remotes_task);
@@ -145,10 +145,13 @@ TEST_CASE("close() stops accepting at once; wait_closed() waits for every connec
     CHECK(refused.code() == std::errc::connection_refused);
 
     bool closed = false;
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      co_await server.wait_closed();
-      closed = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          co_await server.wait_closed();
+          closed = true;
+        },
+        asio::detached);
     // The accepted connection is still alive and useful after close().
     co_await client.write("still here");
     auto chunk = co_await accepted.read();
@@ -214,11 +217,14 @@ TEST_CASE("pause_on_connect: accepted sockets start paused and read nothing unti
 
     bool got = false;
     std::string seen;
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      auto chunk = co_await accepted.read();
-      seen = std::string(*chunk);
-      got = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          auto chunk = co_await accepted.read();
+          seen = std::string(*chunk);
+          got = true;
+        },
+        asio::detached);
     // Let the reader run as far as it can: it must stay parked.
     for (int i = 0; i < 10; ++i) co_await asio::post(ex, asio::use_awaitable);
     CHECK_FALSE(got);

@@ -49,10 +49,13 @@ TEST_CASE("the timeout fires once per idle period; I/O re-arms it") {
     CHECK(first.code() == coronet::errc::timeout);
 
     // No I/O since it fired: a second read waits for data instead of timing out again.
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      co_await idle_for(150ms);  // well past another 40 ms period
-      co_await p.client.write("data");
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          co_await idle_for(150ms);  // well past another 40 ms period
+          co_await p.client.write("data");
+        },
+        asio::detached);
     CHECK(*(co_await p.accepted.read()) == "data");
 
     // The data re-armed it: the next idle period is reported again.
@@ -69,10 +72,13 @@ TEST_CASE("set_timeout(0) disables the idle timeout") {
     p.accepted.set_timeout(30ms);
     p.accepted.set_timeout(0ms);
     CHECK(p.accepted.timeout() == 0ms);
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      co_await idle_for(120ms);
-      co_await p.client.write("late but fine");
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          co_await idle_for(120ms);
+          co_await p.client.write("late but fine");
+        },
+        asio::detached);
     CHECK(*(co_await p.accepted.read()) == "late but fine");
   });
 }
@@ -85,10 +91,13 @@ TEST_CASE("a write stalled on a full kernel does not count as idle the first tim
     p.client.pause();  // the peer stops reading: the server's write stalls
     const std::string big(16 << 20, 'w');
     bool write_finished = false;
-    asio::co_spawn(ex, [&]() -> coronet::awaitable<void> {
-      co_await p.accepted.write(big);
-      write_finished = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          co_await p.accepted.write(big);
+          write_finished = true;
+        },
+        asio::detached);
     co_await test::settle([&] { return p.accepted.writable_length() > 0; });
     REQUIRE(p.accepted.writable_length() > 0);
 

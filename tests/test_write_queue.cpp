@@ -14,7 +14,8 @@ std::string gathered(const write_queue& q) {
   iovec iov[64];
   std::size_t n = q.gather(iov, 64);
   std::string out;
-  for (std::size_t i = 0; i < n; ++i) out.append(static_cast<char*>(iov[i].iov_base), iov[i].iov_len);
+  for (std::size_t i = 0; i < n; ++i)
+    out.append(static_cast<char*>(iov[i].iov_base), iov[i].iov_len);
   return out;
 }
 
@@ -66,7 +67,8 @@ TEST_CASE("owned entries survive the ring growing, short strings included") {
   std::size_t n = q.gather(iov, 128);
   CHECK(n == 100);
   std::string out;
-  for (std::size_t i = 0; i < n; ++i) out.append(static_cast<char*>(iov[i].iov_base), iov[i].iov_len);
+  for (std::size_t i = 0; i < n; ++i)
+    out.append(static_cast<char*>(iov[i].iov_base), iov[i].iov_len);
   CHECK(out == expected);
 }
 

@@ -25,10 +25,11 @@ namespace coronet {
 /// `family` is Node's string "IPv4" or "IPv6", `port` the port in host order.
 /// A default-constructed Address (all empty) stands for Node's `{}`: not connected.
 struct Address {
-  std::string address{};
-  std::string family{};
-  std::uint16_t port = 0;
+  std::string address{};   ///< the IP as printed ("::1"); empty when not connected
+  std::string family{};    ///< "IPv4" or "IPv6"; empty when not connected
+  std::uint16_t port = 0;  ///< the port in host byte order; 0 when not connected
 
+  /// Equal when all three fields are.
   friend bool operator==(const Address&, const Address&) = default;
 };
 
@@ -168,9 +169,9 @@ inline std::string host_port(const asio::ip::tcp::endpoint& endpoint) {
 /// Takes long long so a caller's int never wraps into range on the way in.
 inline std::uint16_t checked_port(long long port, std::string_view what) {
   if (port < 0 || port > 65535) {
-    throw error(make_error_code(errc::bad_port),
-                std::string(what) + " should be >= 0 and < 65536. Received " +
-                    std::to_string(port) + ".");
+    throw error(
+        make_error_code(errc::bad_port),
+        std::string(what) + " should be >= 0 and < 65536. Received " + std::to_string(port) + ".");
   }
   return static_cast<std::uint16_t>(port);
 }

@@ -27,6 +27,10 @@
 #error "coronet needs C++20 coroutines (compile with -std=c++20)"
 #endif
 
+/// Node.js's `net` module for C++20: TCP servers (basic_server, Server) and duplex
+/// sockets (basic_socket, Socket, connect()) as co_await-able operations on
+/// standalone Asio, with Node's options, addresses and errors (coronet::error).
+/// Include <coronet/coronet.hpp> for all of it.
 namespace coronet {
 /// Every awaitable coronet hands out runs on Asio's type-erased executor.
 template <typename T>

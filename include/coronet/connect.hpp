@@ -4,18 +4,18 @@
 //     auto socket = co_await coronet::connect(4000);            // host "localhost"
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <algorithm>
-#include <memory>
-#include <optional>
 #include <vector>
 
 #include "address.hpp"
-#include "detail/event.hpp"
 #include "config.hpp"
+#include "detail/event.hpp"
 #include "error.hpp"
 #include "socket.hpp"
 
@@ -32,11 +32,13 @@ struct ConnectOptions {
   std::string_view host = "localhost";  ///< a name (resolved) or an IP literal (used as is)
   int port = -1;                        ///< 0..65535; required
   std::string_view local_address{};     ///< source address to bind, an IP literal
-  int local_port = 0;              ///< source port to bind; 0 lets the kernel pick
-  int family = 0;                  ///< 0 (any), 4 or 6: which resolved addresses to try
-  bool allow_half_open = false;    ///< see ServerOptions::allow_half_open
-  bool no_delay = false;           ///< set TCP_NODELAY once connected
-  bool keep_alive = false;         ///< set SO_KEEPALIVE once connected
+  int local_port = 0;                   ///< source port to bind; 0 lets the kernel pick
+  int family = 0;                       ///< 0 (any), 4 or 6: which resolved addresses to try
+  bool allow_half_open = false;         ///< see ServerOptions::allow_half_open
+  bool no_delay = false;                ///< set TCP_NODELAY once connected
+  bool keep_alive = false;              ///< set SO_KEEPALIVE once connected
+  /// With keep_alive: the first probe after this (whole seconds); 0 keeps the
+  /// system's delay. See basic_socket::set_keep_alive().
   std::chrono::seconds keep_alive_initial_delay{0};
   /// Bounds connection set-up: when no address answers within it, connect() throws
   /// errc::timeout. As in Node it also becomes the socket's idle timeout afterwards.
@@ -71,8 +73,9 @@ inline void validate(const ConnectOptions& o) {
                     std::to_string(o.family));
   }
   if (!o.local_address.empty() && !is_ip(o.local_address)) {
-    throw error(make_error_code(errc::bad_address),
-                "Invalid IP address: options.localAddress is '" + std::string(o.local_address) + "'");
+    throw error(
+        make_error_code(errc::bad_address),
+        "Invalid IP address: options.localAddress is '" + std::string(o.local_address) + "'");
   }
   if (o.timeout.count() < 0 || o.attempt_delay.count() < 0) {
     throw error(make_error_code(errc::invalid_argument),
@@ -93,7 +96,9 @@ awaitable<std::vector<tcp::endpoint>> resolve(Executor executor, const ConnectOp
     endpoints.emplace_back(*ip, port);
   } else if (o.lookup) {
     for (const auto& address : o.lookup(o.host)) endpoints.emplace_back(address, port);
-    if (endpoints.empty()) throw error(make_error_code(errc::bad_address), "getaddrinfo ENOTFOUND " + std::string(o.host));
+    if (endpoints.empty())
+      throw error(make_error_code(errc::bad_address),
+                  "getaddrinfo ENOTFOUND " + std::string(o.host));
   } else {
     asio::ip::basic_resolver<tcp, Executor> resolver(executor);
     auto [ec, results] = co_await resolver.async_resolve(
@@ -107,9 +112,9 @@ awaitable<std::vector<tcp::endpoint>> resolve(Executor executor, const ConnectOp
   }
   std::erase_if(endpoints, [&](const tcp::endpoint& ep) { return !family_matches(ep, o.family); });
   if (endpoints.empty()) {
-    throw error(make_error_code(errc::bad_address),
-                "getaddrinfo ENOTFOUND " + std::string(o.host) + " (no IPv" + std::to_string(o.family) +
-                    " address)");
+    throw error(make_error_code(errc::bad_address), "getaddrinfo ENOTFOUND " + std::string(o.host) +
+                                                        " (no IPv" + std::to_string(o.family) +
+                                                        " address)");
   }
   co_return endpoints;
 }
@@ -128,7 +133,8 @@ awaitable<std::error_code> try_connect(asio::basic_stream_socket<tcp, Executor>&
     socket.bind({local, static_cast<std::uint16_t>(o.local_port)}, ec);
   }
   if (!ec) {
-    auto [e] = co_await socket.async_connect(target, asio::experimental::as_tuple(asio::use_awaitable));
+    auto [e] =
+        co_await socket.async_connect(target, asio::experimental::as_tuple(asio::use_awaitable));
     ec = e;
   }
   if (ec) {
@@ -163,7 +169,7 @@ struct connect_race {
   tcp::endpoint winner_endpoint;
   std::vector<socket_type*> in_flight;  // attempts still connecting, to close when one wins
   std::error_code first_error;
-  std::string failures;                 // "connect ECONNREFUSED ::1:80; connect ..."
+  std::string failures;  // "connect ECONNREFUSED ::1:80; connect ..."
   int running = 0;
   Executor executor;
   event<Executor> changed;
@@ -224,7 +230,8 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
     if (race->running == 0 && next == targets.size()) break;  // every attempt failed
     if (next < targets.size()) {
       stagger.expires_after(o.attempt_delay);
-      auto woke = co_await (race->changed.wait(race->executor) || stagger.async_wait(asio::use_awaitable));
+      auto woke =
+          co_await (race->changed.wait(race->executor) || stagger.async_wait(asio::use_awaitable));
       launch_now = woke.index() == 1;  // the delay passed with no answer: start the next one
     } else {
       co_await race->changed.wait(race->executor);
@@ -245,9 +252,9 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
   validate(o);
   auto targets = attempt_order(co_await resolve(executor, o), o);
   if (targets.empty()) {
-    throw error(make_error_code(errc::bad_address),
-                "connect: no address of " + std::string(o.host) +
-                    " has the family of options.localAddress");
+    throw error(make_error_code(errc::bad_address), "connect: no address of " +
+                                                        std::string(o.host) +
+                                                        " has the family of options.localAddress");
   }
   tcp::endpoint connected;
   std::optional<asio::basic_stream_socket<tcp, Executor>> socket;
@@ -267,11 +274,10 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
   } else {
     socket.emplace(co_await connect_any(executor, targets, o, connected));
   }
-  socket_settings settings{.allow_half_open = o.allow_half_open,
-                           .paused = false,
-                           .high_water_mark = o.high_water_mark};
-  basic_socket<Executor> result(std::make_shared<socket_core<Executor>>(
-      std::move(*socket), connected, settings, nullptr));
+  socket_settings settings{
+      .allow_half_open = o.allow_half_open, .paused = false, .high_water_mark = o.high_water_mark};
+  basic_socket<Executor> result(
+      std::make_shared<socket_core<Executor>>(std::move(*socket), connected, settings, nullptr));
   if (o.no_delay) result.set_no_delay(true);
   if (o.keep_alive) result.set_keep_alive(true, o.keep_alive_initial_delay);
   if (o.timeout.count() > 0) result.set_timeout(o.timeout);
@@ -283,7 +289,8 @@ awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOption
   return connect(std::move(executor), o, std::string(o.host), std::string(o.local_address));
 }
 
-inline awaitable<Socket> connect_here(ConnectOptions o, std::string host, std::string local_address) {
+inline awaitable<Socket> connect_here(ConnectOptions o, std::string host,
+                                      std::string local_address) {
   auto executor = co_await asio::this_coro::executor;
   co_return co_await connect(executor, o, std::move(host), std::move(local_address));
 }

@@ -5,10 +5,11 @@
 // that read, write, half-close, pause and resume, with Node's errors and options.
 #pragma once
 
-#include "config.hpp"
-#include "error.hpp"
 #include "address.hpp"
-#include "decoder.hpp"
-#include "socket.hpp"
+#include "config.hpp"
 #include "connect.hpp"
+#include "decoder.hpp"
+#include "error.hpp"
 #include "server.hpp"
+#include "socket.hpp"
+#include "version.hpp"

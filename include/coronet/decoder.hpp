@@ -21,6 +21,11 @@
 
 namespace coronet {
 
+/// The encodings of set_encoding(), write(text, enc), Decoder and encode(), named as
+/// in Node (see parse_encoding()). Decoding turns bytes into UTF-8 text: as is
+/// (utf8), one character per byte (latin1), each byte's low 7 bits (ascii), two
+/// hex digits per byte (hex) or base64 text (base64). Encoding does the reverse,
+/// except that ascii encodes as latin1 does (as in Node).
 enum class encoding { utf8, latin1, ascii, hex, base64 };
 
 /// Node's canonical name for the encoding.
@@ -58,7 +63,7 @@ constexpr std::optional<encoding> parse_encoding(std::string_view name) noexcept
     encoding enc;
   };
   constexpr alias aliases[] = {
-      {"utf8", encoding::utf8},     {"utf-8", encoding::utf8}, {"latin1", encoding::latin1},
+      {"utf8", encoding::utf8},     {"utf-8", encoding::utf8},  {"latin1", encoding::latin1},
       {"binary", encoding::latin1}, {"ascii", encoding::ascii}, {"hex", encoding::hex},
       {"base64", encoding::base64},
   };
@@ -132,8 +137,8 @@ inline const unsigned char* bytes_of(std::string_view s) noexcept {
 
 /// Encodes 1..3 bytes as one base64 group, padded with '=' as Node pads.
 inline void base64_group(const unsigned char* p, std::size_t k, std::string& out) {
-  const std::uint32_t v = std::uint32_t{p[0]} << 16 | (k > 1 ? std::uint32_t{p[1]} << 8 : 0) |
-                          (k > 2 ? p[2] : 0);
+  const std::uint32_t v =
+      std::uint32_t{p[0]} << 16 | (k > 1 ? std::uint32_t{p[1]} << 8 : 0) | (k > 2 ? p[2] : 0);
   const char group[4] = {base64_alphabet[v >> 18], base64_alphabet[v >> 12 & 63],
                          k > 1 ? base64_alphabet[v >> 6 & 63] : '=',
                          k > 2 ? base64_alphabet[v & 63] : '='};
@@ -148,8 +153,10 @@ inline void base64_group(const unsigned char* p, std::size_t k, std::string& out
 /// and allocate only when `out` lacks the capacity (see max_output_size()).
 class Decoder {
  public:
+  /// A decoder for bytes in `enc`, holding nothing back yet.
   explicit Decoder(encoding enc) noexcept : enc_(enc) {}
 
+  /// The encoding it decodes.
   encoding get_encoding() const noexcept { return enc_; }
 
   /// Appends the text of `bytes` to `out`, keeping back a tail that the next
@@ -250,7 +257,8 @@ class Decoder {
     for (std::size_t i = 0; i < bytes.size(); ++i) {
       if (p[i] < 0x80) continue;
       out.append(bytes.data() + run, i - run);
-      const char pair[2] = {static_cast<char>(0xC0 | p[i] >> 6), static_cast<char>(0x80 | (p[i] & 0x3F))};
+      const char pair[2] = {static_cast<char>(0xC0 | p[i] >> 6),
+                            static_cast<char>(0x80 | (p[i] & 0x3F))};
       out.append(pair, 2);
       run = i + 1;
     }

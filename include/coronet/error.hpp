@@ -24,15 +24,15 @@ namespace coronet {
 /// coronet's own error conditions. Each has a fixed message; the thrown
 /// coronet::error may add detail (the bad value, the address) after it.
 enum class errc {
-  timeout = 1,               ///< an idle timeout or a deadline passed (the socket stays open)
-  write_after_end,           ///< write() after our own end()
-  ended_by_peer,             ///< write() after the peer's FIN ended our side (allow_half_open false)
-  socket_destroyed,          ///< an operation on a socket after destroy()
-  bad_port,                  ///< a port outside 0..65535
-  bad_address,               ///< a host that is not an IP address where one is required
-  bad_family,                ///< an address family other than 0, 4 or 6
-  invalid_argument,          ///< any other argument coronet refuses before a system call
-  server_not_running,        ///< close() on a server that is not listening
+  timeout = 1,         ///< an idle timeout or a deadline passed (the socket stays open)
+  write_after_end,     ///< write() after our own end()
+  ended_by_peer,       ///< write() after the peer's FIN ended our side (allow_half_open false)
+  socket_destroyed,    ///< an operation on a socket after destroy()
+  bad_port,            ///< a port outside 0..65535
+  bad_address,         ///< a host that is not an IP address where one is required
+  bad_family,          ///< an address family other than 0, 4 or 6
+  invalid_argument,    ///< any other argument coronet refuses before a system call
+  server_not_running,  ///< close() on a server that is not listening
   server_already_listening,  ///< listen() on a server that is already listening
   read_in_progress,          ///< a second read() while one is still waiting on the same socket
   frame_too_long,            ///< read_line()/read_until() passed its byte bound
@@ -69,11 +69,14 @@ class errc_category final : public std::error_category {
 
 }  // namespace detail
 
+/// The std::error_category of coronet::errc codes (its name() is "coronet").
 inline const std::error_category& category() noexcept {
   static const detail::errc_category instance;
   return instance;
 }
 
+/// `e` as a std::error_code in category(). Found by argument-dependent lookup, it
+/// lets an errc be compared with any error code: `ec == coronet::errc::timeout`.
 inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), category()};
 }
@@ -85,11 +88,6 @@ struct std::is_error_code_enum<coronet::errc> : std::true_type {};
 
 namespace coronet {
 
-/// The exception every coronet operation throws. code() tells what happened in a
-/// form a program can compare (`e.code() == std::errc::connection_refused`,
-/// `e.code() == coronet::errc::timeout`); what() tells a person. An operation
-/// that destroy() or a cancellation interrupted has code() ==
-/// std::errc::operation_canceled (Asio's operation_aborted, ECANCELED).
 namespace detail {
 
 /// Asio reports errno values in its own "asio.system" category, which does not
@@ -102,14 +100,25 @@ inline std::error_code normalize(const std::error_code& ec) noexcept {
 
 }  // namespace detail
 
+/// The exception every coronet operation throws. code() tells what happened in a
+/// form a program can compare (`e.code() == std::errc::connection_refused`,
+/// `e.code() == coronet::errc::timeout`); what() tells a person. An operation
+/// that destroy() or a cancellation interrupted has code() ==
+/// std::errc::operation_canceled (Asio's operation_aborted, ECANCELED).
 class error : public std::system_error {
  public:
+  /// An error with `code` (an Asio errno code becomes std::system_category's) and
+  /// `message` as what().
   error(std::error_code code, std::string message)
       : std::system_error(detail::normalize(code)), message_(std::move(message)) {}
+  /// The errc `e`, with its fixed message as what().
   explicit error(errc e) : error(make_error_code(e), make_error_code(e).message()) {}
+  /// The errc `e`; what() is its fixed message followed by `detail` as given
+  /// (": timeout must not be negative").
   error(errc e, std::string_view detail)
       : error(make_error_code(e), make_error_code(e).message() + std::string(detail)) {}
 
+  /// The message for a person: "connect ECONNREFUSED 127.0.0.1:4000".
   const char* what() const noexcept override { return message_.c_str(); }
 
  private:
@@ -123,15 +132,32 @@ inline std::string_view errno_name(int value) noexcept {
   switch (value) {
 #define CORONET_ERRNO(name) \
   case name: return #name;
-    CORONET_ERRNO(EACCES) CORONET_ERRNO(EADDRINUSE) CORONET_ERRNO(EADDRNOTAVAIL)
-    CORONET_ERRNO(EAFNOSUPPORT) CORONET_ERRNO(EAGAIN) CORONET_ERRNO(EALREADY)
-    CORONET_ERRNO(EBADF) CORONET_ERRNO(ECANCELED) CORONET_ERRNO(ECONNABORTED)
-    CORONET_ERRNO(ECONNREFUSED) CORONET_ERRNO(ECONNRESET) CORONET_ERRNO(EHOSTUNREACH)
-    CORONET_ERRNO(EINVAL) CORONET_ERRNO(EMFILE) CORONET_ERRNO(ENETDOWN)
-    CORONET_ERRNO(ENETUNREACH) CORONET_ERRNO(ENFILE) CORONET_ERRNO(ENOBUFS)
-    CORONET_ERRNO(ENOMEM) CORONET_ERRNO(ENOTCONN) CORONET_ERRNO(ENOTSOCK)
-    CORONET_ERRNO(EPERM) CORONET_ERRNO(EPIPE) CORONET_ERRNO(ETIMEDOUT)
-    CORONET_ERRNO(EPROTO) CORONET_ERRNO(EINTR)
+    CORONET_ERRNO(EACCES)
+    CORONET_ERRNO(EADDRINUSE)
+    CORONET_ERRNO(EADDRNOTAVAIL)
+    CORONET_ERRNO(EAFNOSUPPORT)
+    CORONET_ERRNO(EAGAIN)
+    CORONET_ERRNO(EALREADY)
+    CORONET_ERRNO(EBADF)
+    CORONET_ERRNO(ECANCELED)
+    CORONET_ERRNO(ECONNABORTED)
+    CORONET_ERRNO(ECONNREFUSED)
+    CORONET_ERRNO(ECONNRESET)
+    CORONET_ERRNO(EHOSTUNREACH)
+    CORONET_ERRNO(EINVAL)
+    CORONET_ERRNO(EMFILE)
+    CORONET_ERRNO(ENETDOWN)
+    CORONET_ERRNO(ENETUNREACH)
+    CORONET_ERRNO(ENFILE)
+    CORONET_ERRNO(ENOBUFS)
+    CORONET_ERRNO(ENOMEM)
+    CORONET_ERRNO(ENOTCONN)
+    CORONET_ERRNO(ENOTSOCK)
+    CORONET_ERRNO(EPERM)
+    CORONET_ERRNO(EPIPE)
+    CORONET_ERRNO(ETIMEDOUT)
+    CORONET_ERRNO(EPROTO)
+    CORONET_ERRNO(EINTR)
 #undef CORONET_ERRNO
     default: return {};
   }
@@ -156,7 +182,8 @@ inline error syscall_error(std::string_view syscall, const std::error_code& ec,
   message += code_name(ec);
   if (describe) {
     std::string text = ec.message();
-    if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+    if (!text.empty())
+      text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
     message += ": " + text;
   }
   if (!where.empty()) {

@@ -33,10 +33,10 @@ struct ServerOptions {
   bool allow_half_open = false;
   /// Accepted sockets start paused: nothing is read until resume().
   bool pause_on_connect = false;
-  bool no_delay = false;    ///< TCP_NODELAY on every accepted socket
-  bool keep_alive = false;  ///< SO_KEEPALIVE on every accepted socket ...
+  bool no_delay = false;                             ///< TCP_NODELAY on every accepted socket
+  bool keep_alive = false;                           ///< SO_KEEPALIVE on every accepted socket ...
   std::chrono::seconds keep_alive_initial_delay{0};  ///< ... with this first-probe delay
-  std::size_t high_water_mark = 64 * 1024;            ///< each socket's write_nowait() bound
+  std::size_t high_water_mark = 64 * 1024;           ///< each socket's write_nowait() bound
   /// Connections beyond this many open ones are closed at once and reported to
   /// on_drop() (Node's maxConnections and 'drop'). 0: no limit (Node 20's meaning).
   std::size_t max_connections = 0;
@@ -44,48 +44,61 @@ struct ServerOptions {
 
 /// What on_drop() learns about a connection refused by max_connections.
 struct DropInfo {
-  Address local{};
-  Address remote{};
+  Address local{};   ///< the server's end of the dropped connection
+  Address remote{};  ///< the client's end
 };
 
 /// Node's server.listen() options. Like every coronet options struct it is
 /// trivially destructible (see ConnectOptions): `host` is a view that listen()
 /// copies before it returns its awaitable.
 struct ListenOptions {
-  int port = 0;                ///< 0..65535; 0 lets the kernel pick (see address())
-  std::string_view host{};     ///< empty: "::" dual-stack, else "0.0.0.0"; a name is resolved
-  int backlog = 511;      ///< Node's default; the kernel caps it at somaxconn
-  bool ipv6_only = false;  ///< on "::", refuse IPv4 clients (IPV6_V6ONLY)
+  int port = 0;             ///< 0..65535; 0 lets the kernel pick (see address())
+  std::string_view host{};  ///< empty: "::" dual-stack, else "0.0.0.0"; a name is resolved
+  int backlog = 511;        ///< Node's default; the kernel caps it at somaxconn
+  bool ipv6_only = false;   ///< on "::", refuse IPv4 clients (IPV6_V6ONLY)
   bool reuse_port = false;  ///< SO_REUSEPORT: several servers (one per core) share the port
 };
 static_assert(std::is_trivially_destructible_v<ListenOptions>);
 static_assert(std::is_trivially_destructible_v<ServerOptions>);
 
+/// A TCP server, Node's net.Server, whose acceptor and sockets use `Executor`
+/// (Server is the usual one, on asio::any_io_executor). A move-only handle;
+/// the sockets it accepted may outlive it.
 template <typename Executor = asio::any_io_executor>
 class basic_server {
  public:
+  /// The executor type of its acceptor and of the sockets it accepts.
   using executor_type = Executor;
+  /// What accept() returns and serve() hands to its handler.
   using socket_type = basic_socket<Executor>;
 
+  /// A server that does not listen yet; `options` apply to every accepted socket.
   explicit basic_server(ServerOptions options = {}) : state_(std::make_shared<state>(options)) {}
+  ///@{
+  /// Moves the handle; a moved-from server may only be destroyed or assigned to.
+  /// Assigning over a server does not close() it; a running serve() keeps it listening.
   basic_server(basic_server&&) noexcept = default;
   basic_server& operator=(basic_server&&) noexcept = default;
+  ///@}
   /// Stops accepting; accepted sockets live on (they belong to their handlers).
   ~basic_server() {
     if (state_ && state_->acceptor && state_->acceptor->is_open()) close();
   }
 
+  ///@{
   /// Binds and listens on the awaiting coroutine's executor. Completes once the
   /// server accepts connections; address() then reports the port. Throws
   /// coronet::error: a port outside 0..65535 (before any system call);
   /// "listen EADDRINUSE: address already in use 127.0.0.1:3000"; a host that does
-  /// not resolve; errc::server_already_listening when listening.
+  /// not resolve; errc::server_already_listening when listening. Cancelled while
+  /// it resolves a host name, it binds nothing.
   awaitable<void> listen(int port = 0, std::string_view host = {}, int backlog = 511) {
     return listen(ListenOptions{.port = port, .host = host, .backlog = backlog});
   }
   awaitable<void> listen(const ListenOptions& options) {
     return listen_here(state_, options, std::string(options.host));
   }
+  ///@}
   /// The same without a coroutine, on an explicit executor (a host name is
   /// resolved synchronously). Handy in main() before io_context::run().
   void listen(const executor_type& executor, const ListenOptions& options) {
@@ -103,6 +116,7 @@ class basic_server {
   /// from a handler ends that connection only. Completes after close(). Out of
   /// descriptors (EMFILE/ENFILE) it pauses accepting briefly instead of spinning.
   template <typename Handler>
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): a coroutine must own its arguments
   awaitable<void> serve(Handler handler) {
     auto s = state_;
     for (;;) {
@@ -125,7 +139,9 @@ class basic_server {
   }
 
   /// Called for each connection closed because of max_connections (Node's 'drop').
-  void on_drop(std::function<void(const DropInfo&)> handler) { state_->on_drop = std::move(handler); }
+  void on_drop(std::function<void(const DropInfo&)> handler) {
+    state_->on_drop = std::move(handler);
+  }
 
   /// Stops accepting at once; accepted sockets stay open. Throws
   /// errc::server_not_running when not listening (Node's ERR_SERVER_NOT_RUNNING).
@@ -156,9 +172,13 @@ class basic_server {
     return detail::to_address(ep);
   }
 
+  /// True from a successful listen() until close() (or the destructor).
   bool listening() const { return state_ && state_->listening(); }
   /// Accepted sockets not yet closed (Node's getConnections()).
-  std::size_t connections() const { return state_ && state_->tracker ? state_->tracker->count() : 0; }
+  std::size_t connections() const {
+    return state_ && state_->tracker ? state_->tracker->count() : 0;
+  }
+  /// The options it was constructed with.
   const ServerOptions& options() const { return state_->options; }
   /// The executor it listens on; throws errc::server_not_running before listen().
   executor_type get_executor() const {
@@ -221,7 +241,8 @@ class basic_server {
 
   /// An IP literal needs no resolver (and no host at all means Node's default).
   static bind_target literal_target(const ListenOptions& o) {
-    if (auto ip = detail::parse_ip(o.host)) return tcp::endpoint(*ip, static_cast<std::uint16_t>(o.port));
+    if (auto ip = detail::parse_ip(o.host))
+      return tcp::endpoint(*ip, static_cast<std::uint16_t>(o.port));
     return std::nullopt;
   }
 
@@ -299,8 +320,8 @@ class basic_server {
     tcp::endpoint peer_endpoint;
     asio::basic_stream_socket<tcp, Executor> peer(s->executor());
     for (;;) {
-      auto [ec] = co_await s->acceptor->async_accept(peer, peer_endpoint,
-                                                     asio::experimental::as_tuple(asio::use_awaitable));
+      auto [ec] = co_await s->acceptor->async_accept(
+          peer, peer_endpoint, asio::experimental::as_tuple(asio::use_awaitable));
       if (ec == asio::error::operation_aborted && !s->listening()) {
         throw error(ec, "accept aborted: the server was closed");
       }
@@ -325,7 +346,8 @@ class basic_server {
 
   /// Closes a connection beyond max_connections: the client sees its connect
   /// succeed, then FIN, with no data, as with Node.
-  static void drop(state& s, asio::basic_stream_socket<tcp, Executor>& peer, const tcp::endpoint& remote) {
+  static void drop(state& s, asio::basic_stream_socket<tcp, Executor>& peer,
+                   const tcp::endpoint& remote) {
     DropInfo info;
     std::error_code ec;
     if (auto local = peer.local_endpoint(ec); !ec) info.local = detail::to_address(local);
@@ -359,6 +381,7 @@ class basic_server {
   state_ptr state_;
 };
 
+/// A server on asio::any_io_executor, the one most programs use.
 using Server = basic_server<>;
 
 }  // namespace coronet

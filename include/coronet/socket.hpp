@@ -35,19 +35,31 @@
 
 namespace coronet {
 
+/// A connected TCP socket, Node's net.Socket, whose I/O runs on `Executor`
+/// (Socket is the usual one, on asio::any_io_executor). A move-only handle:
+/// dropping it destroys the connection as destroy() does, so end() first for a
+/// graceful close.
 template <typename Executor = asio::any_io_executor>
 class basic_socket {
   using core_type = detail::socket_core<Executor>;
 
  public:
+  /// The executor type its I/O runs on.
   using executor_type = Executor;
+  /// The Asio socket type that native() returns.
   using native_socket_type = asio::basic_stream_socket<asio::ip::tcp, Executor>;
 
   /// A socket with no connection; every operation on it throws errc::not_connected.
   basic_socket() = default;
+  /// Wraps a connection's internal state: how connect() and accept() make sockets.
+  /// Not for use outside coronet.
   explicit basic_socket(std::shared_ptr<core_type> core) : core_(std::move(core)) {}
 
+  /// Takes over the connection; the moved-from socket has none (its operations
+  /// throw errc::not_connected).
   basic_socket(basic_socket&&) noexcept = default;
+  /// Destroys this socket's connection, as destroy() does, then takes over
+  /// `other`'s; `other` is left with none.
   basic_socket& operator=(basic_socket&& other) noexcept {
     if (this != &other) {
       close_quietly();
@@ -70,8 +82,10 @@ class basic_socket {
   /// loses no bytes: they stay in the kernel for the next read.
   awaitable<std::optional<std::string_view>> read() { return core_type::read(core()); }
 
-  /// Reads up to buffer.size() bytes into the caller's buffer; returns 0 at FIN.
-  /// Completes, throws and cancels like read().
+  ///@{
+  /// Reads up to buffer.size() bytes into the caller's buffer, which must stay
+  /// valid until completion; returns 0 at FIN. Completes, throws and cancels like
+  /// read(), but never decodes.
   awaitable<std::size_t> read_some(asio::mutable_buffer buffer) {
     return core_type::read_some(core(), buffer);
   }
@@ -81,6 +95,7 @@ class basic_socket {
   awaitable<std::size_t> read_some(std::span<std::byte> buffer) {
     return read_some(asio::buffer(buffer.data(), buffer.size()));
   }
+  ///@}
 
   /// The next line, without its "\n" (or "\r\n"); nullopt at FIN between lines.
   /// Completes when a whole line has arrived. Throws errc::frame_too_long when
@@ -94,7 +109,8 @@ class basic_socket {
 
   /// The next bytes up to and including `delimiter`; completes and throws like read_line().
   /// `delimiter` must stay valid until completion.
-  awaitable<std::optional<std::string_view>> read_until(std::string_view delimiter, std::size_t max) {
+  awaitable<std::optional<std::string_view>> read_until(std::string_view delimiter,
+                                                        std::size_t max) {
     if (delimiter.empty()) throw error(errc::invalid_argument, ": read_until needs a delimiter");
     return core_type::read_until(core(), delimiter, max, "read_until");
   }
@@ -112,16 +128,20 @@ class basic_socket {
     core()->set_encoding(enc);
     return *this;
   }
+  /// The encoding set_encoding() chose; nullopt while read() yields raw bytes.
   std::optional<encoding> get_encoding() const { return core()->get_encoding(); }
 
   /// Stops reading from the kernel: a waiting read() waits until resume(), and TCP
   /// flow control pushes back on the peer. As in Node, a paused socket does not see FIN.
   void pause() { core()->pause(); }
+  /// Reading from the kernel goes on; a read() waiting since pause() proceeds.
   void resume() { core()->resume(); }
+  /// True after pause() (or ServerOptions::pause_on_connect) until resume().
   bool is_paused() const { return core()->is_paused(); }
 
   // ------------------------------------------------------------------ writing
 
+  ///@{
   /// Sends `data`, completing once every byte is in the kernel's send buffer (it
   /// waits while the kernel is full: that is the backpressure). Writes from several
   /// coroutines never interleave; what is queued together leaves in one writev.
@@ -129,19 +149,23 @@ class basic_socket {
   /// errc::ended_by_peer after the automatic end (allow_half_open false),
   /// errc::socket_destroyed after destroy(), "write EPIPE"/"write ECONNRESET" when the
   /// peer is gone. destroy() while it waits: operation_aborted. A cancelled write's
-  /// bytes stay queued and still go out, in order: nothing is half-sent.
+  /// bytes stay queued and still go out, in order: nothing is half-sent. They are not
+  /// copied, so after a cancellation `data` must stay valid until drain() completes.
   awaitable<void> write(asio::const_buffer data) { return core_type::write(core(), data); }
   awaitable<void> write(std::string_view data) { return write(asio::buffer(data)); }
   awaitable<void> write(std::span<const std::byte> data) {
     return write(asio::buffer(data.data(), data.size()));
   }
+  ///@}
 
   /// Writes text given in `enc` (Node's write(string, encoding)): "hex" and "base64"
-  /// text is decoded to bytes, "latin1" text to one byte per character.
+  /// text is decoded to bytes, "latin1" text to one byte per character. `text`
+  /// must stay valid until completion; completes and throws like write(data).
   awaitable<void> write(std::string_view text, encoding enc) {
     return write_encoded(core(), text, enc);
   }
 
+  ///@{
   /// Node's write(): queues a copy without waiting and returns false once
   /// writable_length() reaches high_water_mark(); co_await drain() then waits for
   /// the queue to empty. Throws like write() for a socket that cannot write.
@@ -150,6 +174,7 @@ class basic_socket {
   bool write_nowait(std::span<const std::byte> data) {
     return write_nowait(asio::buffer(data.data(), data.size()));
   }
+  ///@}
 
   /// Completes when nothing is queued any more (Node's 'drain'). Throws the
   /// socket's failure, or operation_aborted on destroy().
@@ -183,6 +208,7 @@ class basic_socket {
     core()->set_timeout(idle);
     return *this;
   }
+  /// The idle period set_timeout() set (or ConnectOptions::timeout); 0 when disabled.
   std::chrono::milliseconds timeout() const { return core()->timeout(); }
 
   /// TCP_NODELAY: small writes leave at once instead of waiting to be coalesced.
@@ -200,7 +226,8 @@ class basic_socket {
   basic_socket& set_keep_alive(bool enable, std::chrono::seconds initial_delay,
                                std::chrono::seconds interval, int count) {
     if (initial_delay.count() < 0 || interval.count() <= 0 || count <= 0) {
-      throw error(errc::invalid_argument, ": keep-alive delay, interval and count must be positive");
+      throw error(errc::invalid_argument,
+                  ": keep-alive delay, interval and count must be positive");
     }
     set_int_option(SOL_SOCKET, SO_KEEPALIVE, enable ? 1 : 0);
     if (!enable) return *this;
@@ -215,13 +242,15 @@ class basic_socket {
   /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the kernel
   /// drops the connection (the next operation then fails with ETIMEDOUT). 0 = system default.
   basic_socket& set_user_timeout(std::chrono::milliseconds limit) {
-    if (limit.count() < 0) throw error(errc::invalid_argument, ": user timeout must not be negative");
+    if (limit.count() < 0)
+      throw error(errc::invalid_argument, ": user timeout must not be negative");
     set_int_option(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(limit.count()));
     return *this;
   }
 
   /// Bytes queued beyond which write_nowait() returns false (default 64 KiB, as Node 22).
   std::size_t high_water_mark() const { return core()->high_water_mark(); }
+  /// Sets high_water_mark() for the write_nowait() calls that follow.
   basic_socket& set_high_water_mark(std::size_t bytes) {
     core()->set_high_water_mark(bytes);
     return *this;
@@ -233,11 +262,14 @@ class basic_socket {
   std::string_view ready_state() const { return core_ ? core_->ready_state() : "closed"; }
   /// True once the connection is over: destroyed, failed, or ended both ways.
   bool destroyed() const { return !core_ || core_->destroyed(); }
+  /// Whether it stays writable after the peer's FIN (ServerOptions::allow_half_open).
   bool allow_half_open() const { return core()->allow_half_open(); }
 
+  ///@{
   /// Bytes received from, and handed to the kernel for, this connection.
   std::uint64_t bytes_read() const { return core_ ? core_->bytes_read() : 0; }
   std::uint64_t bytes_written() const { return core_ ? core_->bytes_written() : 0; }
+  ///@}
   /// Bytes queued and not yet taken by the kernel (Node's writableLength).
   std::size_t writable_length() const { return core_ ? core_->writable_length() : 0; }
 
@@ -247,16 +279,25 @@ class basic_socket {
     auto ep = core_->local_endpoint();
     return ep ? detail::to_address(*ep) : Address{};
   }
+  ///@{
+  /// One field of address() (Node's localAddress, localFamily, localPort).
   std::string local_address() const { return address().address; }
   std::string local_family() const { return address().family; }
   std::uint16_t local_port() const { return address().port; }
+  ///@}
 
   /// The peer, known from connect or accept, so it still answers after close.
-  Address remote() const { return core_ ? detail::to_address(core_->remote_endpoint()) : Address{}; }
+  Address remote() const {
+    return core_ ? detail::to_address(core_->remote_endpoint()) : Address{};
+  }
+  ///@{
+  /// One field of remote() (Node's remoteAddress, remoteFamily, remotePort).
   std::string remote_address() const { return remote().address; }
   std::string remote_family() const { return remote().family; }
   std::uint16_t remote_port() const { return remote().port; }
+  ///@}
 
+  /// The executor its I/O runs on.
   executor_type get_executor() const { return core()->get_executor(); }
   /// The Asio socket underneath, for options coronet does not wrap.
   native_socket_type& native() { return core()->native(); }
@@ -308,6 +349,7 @@ class basic_socket {
   std::shared_ptr<core_type> core_;
 };
 
+/// A socket on asio::any_io_executor: what connect() and Server hand out.
 using Socket = basic_socket<>;
 
 }  // namespace coronet

@@ -41,7 +41,8 @@ asio::awaitable<void> serve(tcp::socket socket, Mode mode) {
   auto token = asio::redirect_error(asio::use_awaitable, ec);
   std::uint64_t received = 0;
   for (;;) {
-    const std::size_t n = co_await socket.async_read_some(asio::buffer(buffer.get(), buffer_size), token);
+    const std::size_t n =
+        co_await socket.async_read_some(asio::buffer(buffer.get(), buffer_size), token);
     if (ec) break;
     if (mode == Mode::sink) {
       received += n;
@@ -62,10 +63,12 @@ asio::awaitable<void> serve(tcp::socket socket, Mode mode) {
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, Mode mode) {
   for (;;) {
     std::error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    tcp::socket socket =
+        co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted) co_return;  // shutting down
     // Other errors (EMFILE...) lose one connection attempt, not the server.
-    if (!ec) asio::co_spawn(acceptor.get_executor(), serve(std::move(socket), mode), asio::detached);
+    if (!ec)
+      asio::co_spawn(acceptor.get_executor(), serve(std::move(socket), mode), asio::detached);
   }
 }
 

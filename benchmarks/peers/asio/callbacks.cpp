@@ -42,10 +42,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void read() {
-    socket_.async_read_some(asio::buffer(buffer_),
-                            [self = shared_from_this()](std::error_code ec, std::size_t n) {
-                              self->on_read(ec, n);
-                            });
+    socket_.async_read_some(
+        asio::buffer(buffer_),
+        [self = shared_from_this()](std::error_code ec, std::size_t n) { self->on_read(ec, n); });
   }
 
   // Any error but EOF (ECONNRESET...) just drops the last reference, which

@@ -27,8 +27,7 @@ asio::awaitable<void> run(int port, std::string name) {
   const std::string payload = exchange::payload(name);
   const std::string hello = "hello " + name + " " + std::string(coronet::version()) + "\n";
   // Write and read at once: the echo arrives while the payload is still going out.
-  asio::co_spawn(co_await asio::this_coro::executor, send(socket, hello, payload),
-                 asio::detached);
+  asio::co_spawn(co_await asio::this_coro::executor, send(socket, hello, payload), asio::detached);
   auto echo = co_await socket.read_exactly(payload.size());
   if (!echo || *echo != payload) throw std::runtime_error("the echo differs from the payload");
   exchange::checksum sum;

@@ -43,8 +43,8 @@ asio::awaitable<void> session(coronet::Socket socket, results& out) {
     co_await socket.write(exchange::summary(name, bytes, sum) + "\n");
     co_await socket.end();
     out.served[name] = true;
-    std::cout << "served " << name << ": " << bytes << " bytes from "
-              << socket.remote_address() << std::endl;
+    std::cout << "served " << name << ": " << bytes << " bytes from " << socket.remote_address()
+              << std::endl;
   } catch (const std::exception& e) {
     ++out.failures;
     std::cerr << "server: client " << name << ": " << e.what() << std::endl;

@@ -1,0 +1,2 @@
+// faults: see the commit that fills it in.
+#include "support.hpp"

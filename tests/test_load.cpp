@@ -1,0 +1,2 @@
+// load: see the commit that fills it in.
+#include "support.hpp"

@@ -233,6 +233,49 @@ TEST_CASE("a cancelled write keeps its bytes queued, copied: the caller's buffer
   });
 }
 
+TEST_CASE("pause() while a read waits: bytes, then FIN, are held until resume()") {
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    test::pair p;
+    co_await test::make_pair(p);
+    std::vector<std::optional<std::string>> seen;
+    bool reader_done = false;
+    asio::co_spawn(
+        ex,
+        [&]() -> coronet::awaitable<void> {
+          for (int i = 0; i < 2; ++i) {
+            auto chunk = co_await p.accepted.read();
+            seen.emplace_back(chunk ? std::optional<std::string>(*chunk) : std::nullopt);
+          }
+          reader_done = true;
+        },
+        asio::detached);
+    co_await test::settle([] { return false; }, 10);  // the read is waiting now
+    p.accepted.pause();
+    co_await p.client.write("held");
+    co_await test::settle([&] { return p.accepted.bytes_read() == 4; });
+    CHECK(p.accepted.bytes_read() == 4);  // the kernel's bytes were taken...
+    CHECK(seen.empty());                  // ...but not handed out while paused
+
+    p.accepted.resume();
+    co_await test::settle([&] { return seen.size() == 1; });
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0] == "held");
+
+    // The second read waits; pause again, then the peer ends: no FIN while paused.
+    co_await test::settle([] { return false; }, 10);
+    p.accepted.pause();
+    co_await p.client.end();
+    co_await test::settle([] { return false; }, 200);
+    CHECK(seen.size() == 1);
+    CHECK(p.accepted.ready_state() == "open");
+    p.accepted.resume();
+    co_await test::settle([&] { return reader_done; });
+    REQUIRE(reader_done);
+    CHECK(seen[1] == std::nullopt);
+  });
+}
+
 TEST_CASE("a second concurrent read is refused clearly") {
   test::run([]() -> coronet::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;

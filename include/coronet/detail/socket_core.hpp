@@ -97,6 +97,17 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     for (;;) {
       if (self->read_eof_) co_return self->deliver_end();
       if (self->paused_) co_await self->wait_until_resumed("read");
+      if (!self->pending_.empty()) {
+        // What receive_small() received after a pause() is delivered after resume().
+        self->frame_.swap(self->pending_);
+        self->pending_.clear();
+        if (auto text = self->deliver(self->frame_)) co_return text;
+        continue;
+      }
+      if (std::exchange(self->fin_held_, false)) {
+        self->on_peer_end();
+        continue;
+      }
       if (self->drained_) {
         if (auto text = co_await self->receive_small("read")) co_return text;
         continue;
@@ -500,11 +511,16 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     if (closed_) throw failure_error(op);  // destroyed meanwhile
     before_wait(op);                       // or timed out meanwhile
+    if (paused_) co_return std::nullopt;   // or paused meanwhile: read() waits for resume()
     std::error_code waited;
     const std::size_t n = co_await socket_.async_receive(
         asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, waited));
     if (waited == asio::error::eof) {
-      on_peer_end();
+      // A paused socket does not see FIN: it is held until resume().
+      if (paused_)
+        fin_held_ = true;
+      else
+        on_peer_end();
       co_return std::nullopt;
     }
     if (waited && waited != asio::error::operation_aborted) throw fail(op, waited);
@@ -512,6 +528,11 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     bytes_read_ += n;
     note_activity();
     drained_ = n < inline_.size();
+    if (paused_) {
+      // pause() came while this receive waited: the bytes are held until resume().
+      pending_.append(inline_.data(), n);
+      co_return std::nullopt;
+    }
     co_return deliver({inline_.data(), n});
   }
 
@@ -776,6 +797,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   char peek_byte_ = 0;
   std::array<char, 256> inline_;  // what read()'s wait receives; see receive_small()
   bool drained_ = true;           // the last recv() left nothing behind
+  bool fin_held_ = false;         // FIN that receive_small() met while paused
   std::uint64_t bytes_read_ = 0;
 
   // write side

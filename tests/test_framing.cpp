@@ -74,6 +74,23 @@ TEST_CASE("read_until keeps the delimiter and finds one split across writes") {
   });
 }
 
+TEST_CASE("read_until refuses an empty delimiter and a max smaller than the delimiter") {
+  test::run([]() -> coronet::awaitable<void> {
+    test::pair p;
+    co_await test::make_pair(p);
+    auto e = co_await test::expect_error(p.accepted.read_until("", 100));
+    CHECK(e.code() == coronet::errc::invalid_argument);
+    CHECK(std::string(e.what()) == "invalid argument: read_until needs a delimiter");
+    e = co_await test::expect_error(p.accepted.read_line(0));
+    CHECK(e.code() == coronet::errc::invalid_argument);
+    CHECK(std::string(e.what()) ==
+          "invalid argument: read_line max (0) is smaller than the delimiter");
+    // Nothing was consumed: the socket still reads normally.
+    co_await p.client.end("still here\n");
+    CHECK(*(co_await p.accepted.read_line()) == "still here");
+  });
+}
+
 TEST_CASE("read_exactly returns whole frames; FIN inside one is an error") {
   test::run([]() -> coronet::awaitable<void> {
     test::pair p;

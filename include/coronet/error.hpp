@@ -117,6 +117,11 @@ class error : public std::system_error {
   /// (": timeout must not be negative").
   error(errc e, std::string_view detail)
       : error(make_error_code(e), make_error_code(e).message() + std::string(detail)) {}
+  /// The same for a detail given as a std::string or a literal: exact matches, so
+  /// that neither is ambiguous with the error_code constructor above.
+  error(errc e, const std::string& detail) : error(e, std::string_view(detail)) {}
+  /// @copydoc error(errc, const std::string&)
+  error(errc e, const char* detail) : error(e, std::string_view(detail)) {}
 
   /// The message for a person: "connect ECONNREFUSED 127.0.0.1:4000".
   const char* what() const noexcept override { return message_.c_str(); }

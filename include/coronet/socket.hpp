@@ -108,10 +108,10 @@ class basic_socket {
   }
 
   /// The next bytes up to and including `delimiter`; completes and throws like read_line().
-  /// `delimiter` must stay valid until completion.
+  /// `delimiter` must stay valid until completion. An empty delimiter, or a `max`
+  /// smaller than the delimiter, is errc::invalid_argument before any I/O.
   awaitable<std::optional<std::string_view>> read_until(std::string_view delimiter,
                                                         std::size_t max) {
-    if (delimiter.empty()) throw error(errc::invalid_argument, ": read_until needs a delimiter");
     return core_type::read_until(core(), delimiter, max, "read_until");
   }
 

@@ -133,6 +133,14 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   static awaitable<std::optional<std::string_view>> read_until(pointer self,
                                                                std::string_view delimiter,
                                                                std::size_t max, const char* op) {
+    // An empty delimiter would match forever, and no frame fits in fewer bytes than
+    // its delimiter: both are the caller's mistake, said before any I/O.
+    if (delimiter.empty())
+      throw error(errc::invalid_argument, std::string(": ") + op + " needs a delimiter");
+    if (max < delimiter.size()) {
+      throw error(errc::invalid_argument, std::string(": ") + op + " max (" + std::to_string(max) +
+                                              ") is smaller than the delimiter");
+    }
     self->begin_read(op);
     reading_guard guard{*self};
     std::size_t searched = 0;

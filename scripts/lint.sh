@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 files=$(git ls-files 'include/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'examples/*.cpp' \
-  'examples/*.hpp' 'benchmarks/*.cpp' 2>/dev/null || find include tests examples benchmarks \
+  'examples/*.hpp' 'benchmarks/*.cpp' 'fuzz/*.cpp' 2>/dev/null || find include tests examples benchmarks \
   -name '*.[ch]pp')
 
 if [[ "${1:-}" == "--fix" ]]; then

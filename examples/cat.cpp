@@ -18,16 +18,7 @@ asio::awaitable<void> run(std::string host, int port, int& status) {
   auto guard = asio::make_work_guard(executor);
 
   // stdin -> socket, on a thread of its own; its end is our FIN.
-  std::thread(cli::pump_stdin(executor,
-                              [&socket](std::string_view chunk) -> coronet::awaitable<bool> {
-                                if (chunk.empty()) {
-                                  co_await socket.end();
-                                  co_return false;
-                                }
-                                co_await socket.write(chunk);
-                                co_return true;
-                              }))
-      .detach();
+  cli::send_stdin(executor, socket);
 
   // socket -> stdout, until the server's FIN.
   while (auto chunk = co_await socket.read()) {

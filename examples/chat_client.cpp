@@ -20,16 +20,7 @@ asio::awaitable<void> run(std::string host, int port, std::string name) {
       {.host = host, .port = port, .allow_half_open = true, .no_delay = true});
   auto guard = asio::make_work_guard(executor);
   co_await socket.write(name + "\n");
-  std::thread(cli::pump_stdin(executor,
-                              [&socket](std::string_view chunk) -> coronet::awaitable<bool> {
-                                if (chunk.empty()) {
-                                  co_await socket.end();
-                                  co_return false;
-                                }
-                                co_await socket.write(chunk);
-                                co_return true;
-                              }))
-      .detach();
+  cli::send_stdin(executor, socket);
   while (auto chunk = co_await socket.read()) {
     if (!cli::write_stdout(*chunk)) break;
   }

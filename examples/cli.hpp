@@ -97,6 +97,20 @@ std::thread pump_stdin(asio::any_io_executor executor, Sink sink) {
   });
 }
 
+/// stdin to `socket` on a thread of its own (see pump_stdin): every chunk is written,
+/// and stdin's end becomes the socket's end(), our FIN. `socket` must outlive it.
+template <typename Socket>
+void send_stdin(asio::any_io_executor executor, Socket& socket) {
+  std::thread(pump_stdin(executor, [&socket](std::string_view chunk) -> coronet::awaitable<bool> {
+    if (chunk.empty()) {
+      co_await socket.end();
+      co_return false;
+    }
+    co_await socket.write(chunk);
+    co_return true;
+  })).detach();
+}
+
 /// Writes all of `data` to stdout; false when stdout is gone.
 inline bool write_stdout(std::string_view data) {
   while (!data.empty()) {

@@ -2,8 +2,12 @@
 // with a time bound, and a loopback server to talk to.
 #pragma once
 
+#include <dirent.h>
+#include <sys/resource.h>
+
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -143,6 +147,46 @@ inline coronet::awaitable<void> make_pair(pair& p, coronet::ServerOptions option
   connect_options.port = port;
   p.client = co_await coronet::connect(connect_options);
   p.accepted = co_await p.server.accept();
+}
+
+/// RLIMIT_NOFILE as it was when constructed, restored when destroyed (also when a
+/// test fails half-way).
+class fd_limit {
+ public:
+  fd_limit() { ::getrlimit(RLIMIT_NOFILE, &original_); }
+  ~fd_limit() { restore(); }
+  fd_limit(const fd_limit&) = delete;
+  fd_limit& operator=(const fd_limit&) = delete;
+  rlim_t soft() const { return original_.rlim_cur; }
+  rlim_t hard() const { return original_.rlim_max; }
+  /// The soft limit in force now.
+  static rlim_t current_soft() {
+    rlimit now{};
+    ::getrlimit(RLIMIT_NOFILE, &now);
+    return now.rlim_cur;
+  }
+  /// Sets the soft limit (at most the hard one); false if the kernel refused.
+  bool set_soft(rlim_t value) {
+    rlimit changed = original_;
+    changed.rlim_cur = std::min(value, original_.rlim_max);
+    return ::setrlimit(RLIMIT_NOFILE, &changed) == 0;
+  }
+  void restore() { ::setrlimit(RLIMIT_NOFILE, &original_); }
+
+ private:
+  rlimit original_{};
+};
+
+/// Descriptors open in this process (needs one free descriptor to look).
+inline int open_descriptors() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int n = 0;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] != '.') ++n;
+  }
+  ::closedir(dir);
+  return n - 1;  // the directory's own descriptor
 }
 
 }  // namespace test

@@ -128,40 +128,6 @@ class sigpipe_counter {
   struct sigaction previous_ {};
 };
 
-/// RLIMIT_NOFILE as it was when constructed, restored when destroyed (also when a
-/// test fails half-way).
-class fd_limit {
- public:
-  fd_limit() { ::getrlimit(RLIMIT_NOFILE, &original_); }
-  ~fd_limit() { restore(); }
-  fd_limit(const fd_limit&) = delete;
-  fd_limit& operator=(const fd_limit&) = delete;
-  rlim_t soft() const { return original_.rlim_cur; }
-  rlim_t hard() const { return original_.rlim_max; }
-  /// Sets the soft limit (at most the hard one); false if the kernel refused.
-  bool set_soft(rlim_t value) {
-    rlimit changed = original_;
-    changed.rlim_cur = std::min(value, original_.rlim_max);
-    return ::setrlimit(RLIMIT_NOFILE, &changed) == 0;
-  }
-  void restore() { ::setrlimit(RLIMIT_NOFILE, &original_); }
-
- private:
-  rlimit original_{};
-};
-
-/// Descriptors open in this process (needs one free descriptor to look).
-inline int open_fds() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int n = 0;
-  while (const dirent* entry = ::readdir(dir)) {
-    if (entry->d_name[0] != '.') ++n;
-  }
-  ::closedir(dir);
-  return n - 1;  // the directory's own descriptor
-}
-
 /// Placeholder descriptors (/dev/null) that use up what the limit allows.
 class ballast {
  public:
@@ -794,7 +760,7 @@ TEST_CASE("faults: destroy() with a read, two writes, drain() and end() pending 
 // ================================================================== 3. out of descriptors
 
 TEST_CASE("faults: out of descriptors, serve() neither dies nor spins, and recovers") {
-  faults_test::fd_limit limit;   // restores RLIMIT_NOFILE, also on failure
+  test::fd_limit limit;          // restores RLIMIT_NOFILE, also on failure
   faults_test::ballast ballast;  // closed on the way out, also on failure
   test::run(
       [&]() -> coronet::awaitable<void> {
@@ -821,12 +787,12 @@ TEST_CASE("faults: out of descriptors, serve() neither dies nor spins, and recov
         faults_test::make_ubsan_know_error_categories();
         // Allow 20 more descriptors than are open now; clients (two descriptors
         // each, ours and the server's) take them while at least one is left over.
-        const int open_at_start = faults_test::open_fds();
+        const int open_at_start = test::open_descriptors();
         REQUIRE(open_at_start > 0);
         const int allowed = open_at_start + 20;
         REQUIRE(limit.set_soft(static_cast<rlim_t>(allowed)));
         std::vector<Socket> clients;
-        while (allowed - faults_test::open_fds() >= 3 && clients.size() < 20) {
+        while (allowed - test::open_descriptors() >= 3 && clients.size() < 20) {
           clients.push_back(co_await coronet::connect(port, "127.0.0.1"));
           const std::string hello = "client " + std::to_string(clients.size());
           CHECK(co_await round_trip(clients.back(), hello) == hello);
@@ -929,8 +895,8 @@ TEST_CASE("faults: a paused reader stalls an awaited write(); only that write is
 
 TEST_CASE("faults: close() with 1,000 live connections refuses new ones; wait_closed() waits") {
   constexpr int live = 1000;
-  faults_test::fd_limit limit;  // two descriptors per connection, and some to spare
-  const int needed = faults_test::open_fds() + 2 * live + 64;
+  test::fd_limit limit;  // two descriptors per connection, and some to spare
+  const int needed = test::open_descriptors() + 2 * live + 64;
   if (limit.soft() < static_cast<rlim_t>(needed)) REQUIRE(limit.set_soft(limit.hard()));
   REQUIRE_MESSAGE(limit.hard() >= static_cast<rlim_t>(needed), "RLIMIT_NOFILE is too low");
   test::run(
@@ -1033,7 +999,7 @@ TEST_CASE("faults: connect to a black hole times out with errc::timeout, leaving
           const auto queue = hole.queue();
           CHECK(queue.waiting > queue.bound);  // the accept queue is full
 
-          const int fds_before = faults_test::open_fds();
+          const int fds_before = test::open_descriptors();
           const auto before = faults_test::steady::now();
           auto e = co_await test::expect_error(
               coronet::connect({.host = host, .port = hole.port(), .timeout = 200ms}));
@@ -1044,8 +1010,8 @@ TEST_CASE("faults: connect to a black hole times out with errc::timeout, leaving
                                              " (no connection within 200 ms)");
           CHECK(took >= 200ms);
           CHECK(took < 5s);
-          co_await test::settle([&] { return faults_test::open_fds() == fds_before; }, 100);
-          CHECK(faults_test::open_fds() == fds_before);  // the attempt's socket is closed
+          co_await test::settle([&] { return test::open_descriptors() == fds_before; }, 100);
+          CHECK(test::open_descriptors() == fds_before);  // the attempt's socket is closed
         }
       },
       20s);

@@ -93,19 +93,6 @@ inline constexpr long rss_slack = 16L << 20;
 
 // ------------------------------------------------------------------ the process
 
-/// Open descriptors of this process: the entries of /proc/self/fd, less the one
-/// that listing them takes.
-inline int open_descriptors() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int count = 0;
-  while (const dirent* entry = ::readdir(dir)) {
-    if (entry->d_name[0] != '.') ++count;
-  }
-  ::closedir(dir);
-  return count - 1;
-}
-
 /// Resident memory in bytes (/proc/self/statm), after handing free heap pages back
 /// to the system, so what is left is memory still in use.
 inline long resident_bytes() {
@@ -121,34 +108,6 @@ inline std::string mib(long bytes) {
   return std::to_string(bytes / (1 << 20)) + "." +
          std::to_string(bytes % (1 << 20) * 10 / (1 << 20)) + " MiB";
 }
-
-/// Raises the soft RLIMIT_NOFILE to the hard limit for its lifetime: a thousand
-/// connections need two thousand descriptors and more.
-class descriptor_limit {
- public:
-  descriptor_limit() {
-    if (::getrlimit(RLIMIT_NOFILE, &saved_) != 0) return;
-    rlimit raised = saved_;
-    raised.rlim_cur = saved_.rlim_max == RLIM_INFINITY ? 65536 : saved_.rlim_max;
-    raised_ = ::setrlimit(RLIMIT_NOFILE, &raised) == 0;
-  }
-  ~descriptor_limit() {
-    if (raised_) ::setrlimit(RLIMIT_NOFILE, &saved_);
-  }
-  descriptor_limit(const descriptor_limit&) = delete;
-  descriptor_limit& operator=(const descriptor_limit&) = delete;
-
-  /// The soft limit now in force.
-  static rlim_t soft() {
-    rlimit now{};
-    ::getrlimit(RLIMIT_NOFILE, &now);
-    return now.rlim_cur;
-  }
-
- private:
-  rlimit saved_{};
-  bool raised_ = false;
-};
 
 // ------------------------------------------------------------------ coroutines
 
@@ -310,11 +269,12 @@ inline coronet::awaitable<void> thousand_connections() {
   auto executor = co_await asio::this_coro::executor;
   const std::size_t clients = echo_clients;
   const std::size_t bytes = echo_bytes_per_client();
-  descriptor_limit limit;
-  REQUIRE_MESSAGE(descriptor_limit::soft() >= 2 * clients + 64,
+  test::fd_limit limit;  // restored at the end, also on failure
+  limit.set_soft(limit.hard());
+  REQUIRE_MESSAGE(test::fd_limit::current_soft() >= 2 * clients + 64,
                   "RLIMIT_NOFILE's hard limit is too low for " << clients << " connections");
   asio::steady_timer reactor_up(executor);  // the reactor's own descriptors exist from here
-  const int descriptors_before = open_descriptors();
+  const int descriptors_before = test::open_descriptors();
   const auto start = steady::now();
 
   coronet::Server server;
@@ -335,7 +295,7 @@ inline coronet::awaitable<void> thousand_connections() {
   }
   co_await all_connected.wait();
   const std::size_t held = server.connections();  // nobody has sent yet: all are open
-  const int descriptors_held = open_descriptors();
+  const int descriptors_held = test::open_descriptors();
   co_await finished.wait();
   if (failure) std::rethrow_exception(failure);
 
@@ -360,7 +320,7 @@ inline coronet::awaitable<void> thousand_connections() {
   CHECK(checked == clients * bytes);
   CHECK(co_await close_and_wait(server, 60s));
   CHECK(server.connections() == 0);
-  CHECK(open_descriptors() == descriptors_before);
+  CHECK(test::open_descriptors() == descriptors_before);
   MESSAGE("load: " << held << " connections held at once (" << descriptors_held
                    << " descriptors open); " << complete << "/" << clients << " echoed " << bytes
                    << " bytes each; " << checked << " bytes checked; " << seconds_since(start)
@@ -422,7 +382,7 @@ inline coronet::awaitable<void> churn() {
   co_await server.listen(coronet::ListenOptions{.port = 0, .host = "127.0.0.1", .backlog = 4096});
   const int port = server.address()->port;
   asio::co_spawn(executor, server.serve(churn_session), asio::detached);
-  const int descriptors_before = open_descriptors();
+  const int descriptors_before = test::open_descriptors();
   const long rss_before = resident_bytes();
   const auto start = steady::now();
 
@@ -441,7 +401,7 @@ inline coronet::awaitable<void> churn() {
     co_await asio::post(executor, asio::use_awaitable);
   }
   const std::size_t left_open = server.connections();
-  const int descriptors_after = open_descriptors();
+  const int descriptors_after = test::open_descriptors();
   const long rss_after = resident_bytes();
   CHECK(stats.completed == total);
   CHECK(stats.wrong == 0);
@@ -740,7 +700,7 @@ inline coronet::awaitable<void> random_soak() {
   auto executor = co_await asio::this_coro::executor;
   const std::size_t pair_count = random_pairs();
   asio::steady_timer reactor_up(executor);
-  const int descriptors_before = open_descriptors();
+  const int descriptors_before = test::open_descriptors();
   const long rss_before = resident_bytes();
   std::mt19937_64 plan(20261125);
 
@@ -836,7 +796,7 @@ inline coronet::awaitable<void> random_soak() {
 
   pairs.clear();
   for (coronet::Server& server : servers) CHECK(co_await close_and_wait(server, 30s));
-  const int descriptors_after = open_descriptors();
+  const int descriptors_after = test::open_descriptors();
   const long rss_after = resident_bytes();
   CHECK(descriptors_after == descriptors_before);
   if (!sanitized) {

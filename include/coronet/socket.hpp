@@ -104,7 +104,7 @@ class basic_socket {
   /// message says how many bytes were lost), and what read() throws. The view lives
   /// until the next read on this socket. Works on raw bytes, ignoring set_encoding().
   awaitable<std::optional<std::string_view>> read_line(std::size_t max = 64 * 1024) {
-    return read_line_of(core(), max);
+    return core_type::read_until(core(), "\n", max, "read_line", true);
   }
 
   /// The next bytes up to and including `delimiter`; completes and throws like read_line().
@@ -158,6 +158,20 @@ class basic_socket {
   }
   ///@}
 
+  /// Sends several buffers as one write: the kernel gets them in one sendmsg() when
+  /// it has room (Asio's buffer sequences, Node's writev()). Completes, throws and
+  /// cancels like write(data); the buffers and the array naming them must stay
+  /// valid until completion:
+  ///
+  ///     const asio::const_buffer reply[] = {asio::buffer(head), asio::buffer(body)};
+  ///     co_await socket.write(reply);
+  ///
+  /// (A braced list written inside the co_await, `write({head, body})`, is what
+  /// g++ 12 cannot compile in a coroutine, so there is no overload for one.)
+  awaitable<void> write(std::span<const asio::const_buffer> buffers) {
+    return core_type::write(core(), {}, buffers);
+  }
+
   /// Writes text given in `enc` (Node's write(string, encoding)): "hex" and "base64"
   /// text is decoded to bytes, "latin1" text to one byte per character. `text`
   /// must stay valid until completion; completes and throws like write(data).
@@ -169,12 +183,29 @@ class basic_socket {
   /// Node's write(): queues a copy without waiting and returns false once
   /// writable_length() reaches high_water_mark(); co_await drain() then waits for
   /// the queue to empty. Throws like write() for a socket that cannot write.
-  bool write_nowait(asio::const_buffer data) { return core()->write_nowait(data); }
+  bool write_nowait(asio::const_buffer data) {
+    return core()->write_nowait(std::span<const asio::const_buffer>(&data, 1));
+  }
   bool write_nowait(std::string_view data) { return write_nowait(asio::buffer(data)); }
   bool write_nowait(std::span<const std::byte> data) {
     return write_nowait(asio::buffer(data.data(), data.size()));
   }
+  bool write_nowait(std::span<const asio::const_buffer> buffers) {
+    return core()->write_nowait(buffers);
+  }
   ///@}
+
+  /// Node's cork(): from now on writes are held in memory instead of sent, until
+  /// as many uncork() calls as cork() calls. While corked, write() copies its
+  /// bytes and completes at once, and write_nowait() never sends. Use it to turn
+  /// the replies to a batch of pipelined requests into one system call.
+  void cork() { core()->cork(); }
+  /// Node's uncork(): the last one sends what cork() held, in one gather write when
+  /// the kernel has room (the rest follows in the background, in order). end()
+  /// uncorks too.
+  void uncork() { core()->uncork(); }
+  /// How many cork() calls are still to be matched (Node's writableCorked).
+  int writable_corked() const { return core_ ? core_->corked() : 0; }
 
   /// Completes when nothing is queued any more (Node's 'drain'). Throws the
   /// socket's failure, or operation_aborted on destroy().
@@ -185,8 +216,11 @@ class basic_socket {
   /// same FIN. Throws errc::socket_destroyed after destroy(), or the write error
   /// that stopped the queue.
   awaitable<void> end() { return core_type::end(core()); }
-  /// write(data) then end(); "write after end" if the socket already ended.
-  awaitable<void> end(std::string_view data) { return end_with(core(), data); }
+  /// `data`, then FIN, handed over together: completes and throws like end(), and
+  /// a cancelled end(data) still sends both. "write after end" if the socket has
+  /// already ended. What the kernel does not take at once is copied, so `data` need
+  /// only stay valid until the co_await begins.
+  awaitable<void> end(std::string_view data) { return core_type::end(core(), asio::buffer(data)); }
 
   /// Closes at once. Waiting operations finish with operation_aborted; bytes still
   /// queued are dropped. Idempotent.
@@ -270,6 +304,10 @@ class basic_socket {
   std::uint64_t bytes_read() const { return core_ ? core_->bytes_read() : 0; }
   std::uint64_t bytes_written() const { return core_ ? core_->bytes_written() : 0; }
   ///@}
+  /// Bytes received and not yet handed out by a read (Node's readableLength): a
+  /// framed server that answers a batch of pipelined requests can uncork() when
+  /// this is 0, so the batch's replies leave together.
+  std::size_t readable_length() const { return core_ ? core_->readable_length() : 0; }
   /// Bytes queued and not yet taken by the kernel (Node's writableLength).
   std::size_t writable_length() const { return core_ ? core_->writable_length() : 0; }
 
@@ -323,27 +361,12 @@ class basic_socket {
     }
   }
 
-  static awaitable<std::optional<std::string_view>> read_line_of(std::shared_ptr<core_type> core,
-                                                                 std::size_t max) {
-    auto line = co_await core_type::read_until(core, "\n", max, "read_line");
-    if (line) {
-      line->remove_suffix(1);
-      if (line->ends_with('\r')) line->remove_suffix(1);
-    }
-    co_return line;
-  }
-
   static awaitable<void> write_encoded(std::shared_ptr<core_type> core, std::string_view text,
                                        encoding enc) {
     if (enc == encoding::utf8) co_return co_await core_type::write(core, asio::buffer(text));
     std::string bytes;
     coronet::encode(text, enc, bytes);
     co_await core_type::write(core, asio::buffer(bytes));
-  }
-
-  static awaitable<void> end_with(std::shared_ptr<core_type> core, std::string_view data) {
-    if (!data.empty()) co_await core_type::write(core, asio::buffer(data));
-    co_await core_type::end(core);
   }
 
   std::shared_ptr<core_type> core_;

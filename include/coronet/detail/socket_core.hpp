@@ -12,14 +12,27 @@
 // it is allowed (check_readable / check_writable), so "write after end" and "read
 // after destroy" are decided here and nowhere else.
 //
-// Reading. read() receives into a buffer borrowed from the per-thread pool and
-// lends the caller a view of it until the next read(). A drained socket gives the
-// buffer back and waits by receiving into its small inline buffer instead
-// (receive_small(); docs/design.md says why), so an idle socket holds no chunk.
+// Reading. Received bytes live in one receive_buffer; read() hands out a view of
+// all of them, framed reads a view of one frame, and both stay valid until the
+// next read. A drained socket gives the buffer back and waits by receiving into
+// its small inline buffer (receive_small(); docs/design.md says why), so an idle
+// socket holds no buffer.
 //
 // Writing. A write first tries the kernel directly; only what the kernel refuses
 // is queued. One coroutine at a time (the flusher) drains the queue with gather
 // writes; other writers wait on their sequence number. end() is a queue entry too.
+//
+// Cancellation (one contract for every operation, docs/guide.md states it): an
+// operation whose cancellation was requested either completed, or left the socket
+// as if it had never started. Each one reads the cancellation state before every
+// suspension and after every resumption; a read that finds bytes after the
+// request puts them back for the next read, and a write whose caller stops
+// waiting copies what it still owes, so no caller's buffer is touched afterwards.
+//
+// Fairness. An operation that completes without waiting is charged to a budget;
+// when it is spent the next operation first yields to the executor once, so one
+// peer that sends faster than its handler consumes cannot starve timers and the
+// other sockets of the same thread (tokio's cooperative budget is the model).
 #pragma once
 
 #include <netinet/in.h>
@@ -31,8 +44,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -43,6 +58,7 @@
 #include "connection_tracker.hpp"
 #include "event.hpp"
 #include "reactor.hpp"
+#include "receive_buffer.hpp"
 #include "write_queue.hpp"
 
 namespace coronet::detail {
@@ -54,6 +70,24 @@ struct socket_settings {
   std::size_t high_water_mark = 64 * 1024;
 };
 
+/// The cooperative budget: how much one socket may do without waiting before its
+/// next operation yields to the executor once. Measured on the benchmark rows
+/// (docs/design.md): at these bounds the yields cost nothing visible, and a flood
+/// delays a 10 ms timer on the same thread by about a millisecond.
+inline constexpr int budget_operations = 64;
+inline constexpr std::size_t budget_bytes = 512 * 1024;
+
+/// Adds a duration to a time point without overflowing: a timeout of
+/// milliseconds::max() means "never", not "at once".
+template <typename Clock, typename Rep, typename Period>
+typename Clock::time_point saturating_add(typename Clock::time_point at,
+                                          std::chrono::duration<Rep, Period> d) {
+  using namespace std::chrono;
+  const auto left = Clock::time_point::max() - at;
+  if (d >= duration_cast<duration<Rep, Period>>(left)) return Clock::time_point::max();
+  return at + duration_cast<typename Clock::duration>(d);
+}
+
 template <typename Executor>
 class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
  public:
@@ -61,6 +95,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   using endpoint = asio::ip::tcp::endpoint;
   using clock = std::chrono::steady_clock;
   using pointer = std::shared_ptr<socket_core>;
+  using frame = std::optional<std::string_view>;
 
   socket_core(tcp_socket socket, const endpoint& remote, const socket_settings& settings,
               std::shared_ptr<connection_tracker> tracker)
@@ -85,54 +120,45 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   /// The next chunk of bytes (decoded text once an encoding is set), or nullopt
   /// once the peer has sent FIN.
-  static awaitable<std::optional<std::string_view>> read(pointer self) {
+  static awaitable<frame> read(pointer self) {
     self->begin_read("read");
     reading_guard guard{*self};
-    if (!self->pending_.empty()) {
-      // Bytes a framed read received beyond its frame come first.
-      self->frame_.swap(self->pending_);
-      self->pending_.clear();
-      if (auto text = self->deliver(self->frame_)) co_return text;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    co_await self->take_turn("read", cancel);
+    if (!self->received_.empty()) {
+      // Bytes a framed read received beyond its frame come first, paused or not.
+      if (auto text = self->deliver(self->take_all())) co_return text;
     }
     for (;;) {
-      if (self->read_eof_) co_return self->deliver_end();
-      if (self->paused_) co_await self->wait_until_resumed("read");
-      if (!self->pending_.empty()) {
-        // What receive_small() received after a pause() is delivered after resume().
-        self->frame_.swap(self->pending_);
-        self->pending_.clear();
-        if (auto text = self->deliver(self->frame_)) co_return text;
-        continue;
+      if (self->paused_) co_await self->wait_until_resumed("read", cancel);
+      if (!self->received_.empty()) {
+        if (auto text = self->deliver(self->take_all())) co_return text;
+        continue;  // only part of a character: wait for the rest
       }
+      if (self->read_eof_) co_return self->deliver_end();
       if (std::exchange(self->fin_held_, false)) {
         self->on_peer_end();
         continue;
       }
       if (self->drained_) {
-        if (auto text = co_await self->receive_small("read")) co_return text;
+        co_await self->receive_small("read", cancel);
         continue;
       }
-      if (!self->chunk_) self->chunk_ = buffer_pool::local().take();
-      std::size_t n = 0;
-      std::error_code ec = self->receive(self->chunk_.get(), read_buffer_size, n);
-      if (!ec) {
-        if (n == 0) continue;  // FIN: read_eof_ is set
-        self->drained_ = n < read_buffer_size;
-        if (auto text = self->deliver({self->chunk_.get(), n})) co_return text;
-        continue;  // only part of a character: wait for the rest
+      std::error_code ec = self->receive_more();
+      if (ec == asio::error::would_block) {
+        self->drained_ = true;
+      } else if (ec) {
+        throw self->fail("read", ec);
       }
-      self->release_chunk();  // idle sockets hold no chunk while they wait
-      if (ec != asio::error::would_block) throw self->fail("read", ec);
-      self->drained_ = true;
     }
   }
 
-  /// The next bytes up to and including `delimiter`; nullopt at a clean FIN.
-  /// Throws errc::frame_too_long once `max` bytes arrive without it (they stay
-  /// buffered for read()), and errc::truncated_frame on FIN inside a frame.
-  static awaitable<std::optional<std::string_view>> read_until(pointer self,
-                                                               std::string_view delimiter,
-                                                               std::size_t max, const char* op) {
+  /// The next bytes up to and including `delimiter` (without it, and without a
+  /// "\r" before it, when `strip` is set); nullopt at a clean FIN. Throws
+  /// errc::frame_too_long once `max` bytes arrive without it (they stay buffered
+  /// for read()), and errc::truncated_frame on FIN inside a frame.
+  static awaitable<frame> read_until(pointer self, std::string_view delimiter, std::size_t max,
+                                     const char* op, bool strip = false) {
     // An empty delimiter would match forever, and no frame fits in fewer bytes than
     // its delimiter: both are the caller's mistake, said before any I/O.
     if (delimiter.empty())
@@ -143,29 +169,38 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     }
     self->begin_read(op);
     reading_guard guard{*self};
-    std::size_t searched = 0;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    co_await self->take_turn(op, cancel);
+    std::size_t searched = 0;  // bytes at the front already known to hold no delimiter
     for (;;) {
-      auto at = self->pending_.find(delimiter, searched);
-      if (at != std::string::npos) {
+      const std::string_view held = self->received_.data();
+      const std::size_t at = find(held, delimiter, searched);
+      if (at != std::string_view::npos) {
         const std::size_t length = at + delimiter.size();
         if (length > max) throw self->frame_too_long(op, max);
-        co_return self->take_frame(length);
+        std::string_view line = *self->take_frame(length);
+        if (strip) {
+          line.remove_suffix(delimiter.size());
+          if (line.ends_with('\r')) line.remove_suffix(1);
+        }
+        co_return line;
       }
-      if (self->pending_.size() >= max) throw self->frame_too_long(op, max);
+      if (held.size() >= max) throw self->frame_too_long(op, max);
       // A delimiter may straddle what we have and what comes next.
-      searched = self->pending_.size() >= delimiter.size()
-                     ? self->pending_.size() - delimiter.size() + 1
-                     : 0;
-      if (!co_await self->fill(op)) co_return self->end_of_frames(op);
+      searched = held.size() >= delimiter.size() ? held.size() - delimiter.size() + 1 : 0;
+      if (!co_await self->fill(op, 1, cancel)) co_return self->end_of_frames(op);
     }
   }
 
   /// Exactly `n` bytes; nullopt at a clean FIN; errc::truncated_frame on FIN inside them.
-  static awaitable<std::optional<std::string_view>> read_exactly(pointer self, std::size_t n) {
+  static awaitable<frame> read_exactly(pointer self, std::size_t n) {
     self->begin_read("read_exactly");
     reading_guard guard{*self};
-    while (self->pending_.size() < n) {
-      if (!co_await self->fill("read_exactly")) co_return self->end_of_frames("read_exactly");
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    co_await self->take_turn("read_exactly", cancel);
+    while (self->received_.size() < n) {
+      if (!co_await self->fill("read_exactly", n - self->received_.size(), cancel))
+        co_return self->end_of_frames("read_exactly");
     }
     co_return self->take_frame(n);
   }
@@ -179,25 +214,28 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// Up to buffer.size() bytes into the caller's buffer; 0 once the peer has sent FIN.
   static awaitable<std::size_t> read_some(pointer self, asio::mutable_buffer buffer) {
     self->begin_read("read");
-    if (!self->pending_.empty()) co_return self->copy_pending(buffer);
-    if (self->read_eof_ || buffer.size() == 0) co_return 0;
     reading_guard guard{*self};
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    co_await self->take_turn("read", cancel);
+    char* into = static_cast<char*>(buffer.data());
+    if (!self->received_.empty())
+      co_return self->charge(self->received_.take_into(into, buffer.size()));
+    if (self->read_eof_ || buffer.size() == 0) co_return 0;
     for (;;) {
-      if (self->paused_) co_await self->wait_until_resumed("read");
+      if (self->paused_) co_await self->wait_until_resumed("read", cancel);
+      if (!self->received_.empty())
+        co_return self->charge(self->received_.take_into(into, buffer.size()));
+      if (self->read_eof_) co_return 0;
       std::size_t n = 0;
-      std::error_code ec = self->receive(static_cast<char*>(buffer.data()), buffer.size(), n);
-      if (!ec) co_return n;
+      std::error_code ec = self->receive(into, buffer.size(), n);
+      if (!ec) co_return self->charge(n);
       if (ec != asio::error::would_block) throw self->fail("read", ec);
-      self->before_wait("read");
-      std::error_code waited;
-      try {
-        co_await self->readable();
-      } catch (const std::system_error& e) {
-        waited = e.code();
-      }
-      self->after_wait("read", waited);
+      co_await self->wait_readable("read", cancel);
     }
   }
+
+  /// Bytes received and not yet handed out (Node's readableLength).
+  std::size_t readable_length() const { return received_.size(); }
 
   void pause() { paused_ = true; }
   void resume() {
@@ -208,60 +246,115 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   // ---------------------------------------------------------------- writing
 
-  /// Completes once every byte of `data` is in the kernel's send buffer.
-  static awaitable<void> write(pointer self, asio::const_buffer data) {
+  /// Completes once every byte of `data` is in the kernel's send buffer (at once
+  /// while corked: the bytes are copied and leave at uncork()).
+  /// `many`, or when it is empty the one buffer `single` (kept by value in this
+  /// frame, so a caller may pass a temporary).
+  static awaitable<void> write(pointer self, asio::const_buffer single,
+                               std::span<const asio::const_buffer> many = {}) {
     self->check_writable("write");
-    if (data.size() == 0) co_return;
-    if (self->can_send_directly()) {
-      std::size_t sent = 0;
-      if (std::error_code ec = self->send_now(data.data(), data.size(), sent)) {
-        throw self->fail("write", ec);
-      }
-      if (sent == data.size()) co_return;
-      data += sent;
+    const std::span<const asio::const_buffer> data =
+        many.empty() ? std::span<const asio::const_buffer>(&single, 1) : many;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    co_await self->take_turn("write", cancel);
+    if (self->corked_ > 0) {
+      for (const auto& piece : data) self->push_copy(piece);
+      co_return;
     }
-    auto seq = self->queue_.push_borrowed(static_cast<const char*>(data.data()), data.size());
-    co_await self->wait_flushed(seq, "write");
+    std::size_t skip = 0;  // bytes of `data` the kernel took at once
+    if (self->can_send_directly()) {
+      std::size_t total = 0;
+      for (const auto& piece : data) total += piece.size();
+      if (std::error_code ec = self->send_now(data, skip)) throw self->fail("write", ec);
+      if (skip == total) {
+        self->charge(total);
+        co_return;
+      }
+    }
+    write_queue::sequence seq = 0;
+    for (auto piece : data) {
+      const std::size_t skipped = std::min(skip, piece.size());
+      piece += skipped;
+      skip -= skipped;
+      if (piece.size() > 0)
+        seq = self->queue_.push_borrowed(static_cast<const char*>(piece.data()), piece.size());
+    }
+    if (seq == 0) co_return;
+    // From here the queue points into the caller's buffers. Whatever way this
+    // coroutine ends before they have left (an error, a cancellation, its frame
+    // destroyed unresumed), the bytes still owed become the queue's own copy.
+    borrowed_bytes borrowed{*self, seq};
+    co_await self->wait_flushed(seq, "write", cancel);
   }
 
   /// Node's write(): queues without waiting; false once the queue passes the high-water mark.
-  bool write_nowait(asio::const_buffer data) {
+  bool write_nowait(std::span<const asio::const_buffer> data) {
     check_writable("write");
-    if (data.size() > 0 && can_send_directly()) {
-      std::size_t sent = 0;
-      if (std::error_code ec = send_now(data.data(), data.size(), sent)) throw fail("write", ec);
-      data += sent;
+    std::size_t skip = 0;
+    if (can_send_directly()) {
+      if (std::error_code ec = send_now(data, skip)) throw fail("write", ec);
     }
-    if (data.size() > 0) {
-      queue_.push_owned({static_cast<const char*>(data.data()), data.size()});
-      ensure_flusher();
+    for (auto piece : data) {
+      const std::size_t skipped = std::min(skip, piece.size());
+      piece += skipped;
+      skip -= skipped;
+      if (piece.size() > 0) push_copy(piece);
     }
     return queue_.bytes() < high_water_mark_;
   }
 
+  /// Node's cork(): writes are held in memory until as many uncork() calls.
+  void cork() { ++corked_; }
+  /// Node's uncork(): the last one sends everything held, in one gather write
+  /// when the kernel takes it all.
+  void uncork() {
+    if (corked_ == 0 || --corked_ > 0) return;
+    send_queued_now();
+  }
+  int corked() const { return corked_; }
+
   /// Completes when the write queue is empty (Node's 'drain').
   static awaitable<void> drain(pointer self) {
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    if (self->corked_ > 0 && !self->queue_.empty()) {
+      throw error(errc::invalid_argument,
+                  ": drain() on a corked socket would wait forever; uncork() first");
+    }
     while (!self->queue_.empty()) {
       if (self->failure_) throw self->failure_error("drain");
-      co_await self->wait_flushed(self->queue_.completed() + 1, "drain");
+      co_await self->wait_flushed(self->queue_.completed() + 1, "drain", cancel);
     }
     if (self->failure_) throw self->failure_error("drain");
   }
 
-  /// Half-close: FIN after everything queued. Reading goes on.
-  static awaitable<void> end(pointer self) {
+  /// Half-close: `last` (if any), then FIN, after everything queued. Reading goes
+  /// on. The last bytes and the FIN are handed over together, so a cancelled end()
+  /// still sends both: a copy of what the kernel did not take at once is queued.
+  static awaitable<void> end(pointer self, asio::const_buffer last = {}) {
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    if (last.size() > 0) {
+      self->check_writable("end");
+      self->corked_ = 0;
+      std::size_t sent = 0;
+      if (self->can_send_directly()) {
+        if (std::error_code ec = self->send_now({&last, 1}, sent)) throw self->fail("end", ec);
+      }
+      if (sent < last.size()) self->push_copy(last + sent);
+    }
+    self->corked_ = 0;  // as in Node, end() uncorks
     if (self->end_requested_) {
       // A second end(), or ours after the automatic one: wait for the same FIN.
       while (!self->fin_sent_ && !self->failure_) {
+        self->throw_if_cancelled(cancel, "end");
         if (!co_await self->write_event_.wait(self->socket_.get_executor())) {
-          throw error(asio::error::operation_aborted, "end cancelled");
+          self->throw_if_cancelled(cancel, "end");
         }
       }
       if (self->failure_) throw self->failure_error("end");
       co_return;
     }
     if (self->closed_) throw self->destroyed_error("end");
-    if (auto seq = self->queue_end()) co_await self->wait_flushed(seq, "end");
+    if (auto seq = self->queue_end()) co_await self->wait_flushed(seq, "end", cancel);
   }
 
   /// Closes at once. Pending operations finish with operation_aborted; queued bytes are dropped.
@@ -315,6 +408,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   std::size_t writable_length() const { return queue_.bytes(); }
   std::size_t high_water_mark() const { return high_water_mark_; }
   void set_high_water_mark(std::size_t bytes) { high_water_mark_ = bytes; }
+  /// Bytes of storage the read side holds now (the tests watch idle sockets with it).
+  std::size_t receive_capacity() const { return received_.capacity(); }
 
   const endpoint& remote_endpoint() const { return remote_; }
   /// Read from the kernel on first use and kept, so it still answers after close.
@@ -352,6 +447,19 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     ~writer_guard() { --count; }
   };
 
+  /// A write's claim on the caller's buffers; see write().
+  struct borrowed_bytes {
+    socket_core& core;
+    write_queue::sequence seq;
+    ~borrowed_bytes() {
+      if (core.queue_.completed() >= seq) return;
+      core.queue_.own(seq);
+      // Only a coroutine that is still running may start another; a frame being
+      // destroyed with its io_context must not schedule work on it.
+      if (std::uncaught_exceptions() > 0) core.ensure_flusher();
+    }
+  };
+
   // ---- state checks: the one place that decides what is allowed
 
   void check_readable(const char* op) const {
@@ -384,21 +492,56 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     return syscall_error(op, ec);
   }
 
+  // ---- cancellation and the cooperative budget
+
+  static bool is_cancelled(const asio::cancellation_state& cancel) {
+    return cancel.cancelled() != asio::cancellation_type::none;
+  }
+
+  /// The one way an operation reports that its caller cancelled it. Called before
+  /// every suspension (so Asio never throws its own plain system_error from inside
+  /// coronet) and after every resumption.
+  void throw_if_cancelled(const asio::cancellation_state& cancel, const char* op) const {
+    if (!is_cancelled(cancel)) return;
+    if (closed_) throw failure_error(op);
+    throw error(asio::error::operation_aborted, std::string(op) + " cancelled");
+  }
+
+  /// Where every operation starts: a cancelled caller goes no further, and a
+  /// socket that has spent its budget lets the rest of the thread run first.
+  awaitable<void> take_turn(const char* op, const asio::cancellation_state& cancel) {
+    throw_if_cancelled(cancel, op);
+    if (budget_ops_ < budget_operations && budget_bytes_ < budget_bytes) co_return;
+    co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+    rested();
+    throw_if_cancelled(cancel, op);
+  }
+
+  /// An operation completed without waiting: charge it to the budget.
+  std::size_t charge(std::size_t bytes) {
+    ++budget_ops_;
+    budget_bytes_ += bytes;
+    return bytes;
+  }
+
+  /// The socket waited (or yielded): its budget is whole again.
+  void rested() {
+    budget_ops_ = 0;
+    budget_bytes_ = 0;
+  }
+
   // ---- reading internals
 
-  void release_chunk() {
-    if (chunk_) buffer_pool::local().give(std::move(chunk_));
-  }
+  /// Every read starts here: the state must allow it.
+  void begin_read(const char* op) const { check_readable(op); }
 
-  /// Every read starts here: the previous view ends, and the state must allow it.
-  void begin_read(const char* op) {
-    release_chunk();
-    check_readable(op);
-  }
+  /// Everything received, as one chunk for read().
+  std::string_view take_all() { return received_.take(received_.size()); }
 
   /// Raw bytes as read() hands them out: as they are, or decoded. nullopt when
   /// decoding produced nothing yet (a character split across reads).
-  std::optional<std::string_view> deliver(std::string_view raw) {
+  frame deliver(std::string_view raw) {
+    charge(raw.size());
     if (!decoder_) return raw;
     decoded_.clear();
     decoder_->write(raw, decoded_);
@@ -408,7 +551,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   /// At FIN: what the decoder still holds (Node emits an incomplete UTF-8 tail as
   /// one U+FFFD), then nullopt for good.
-  std::optional<std::string_view> deliver_end() {
+  frame deliver_end() {
     if (!decoder_) return std::nullopt;
     decoded_.clear();
     decoder_->end(decoded_);
@@ -416,51 +559,53 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     return std::string_view(decoded_);
   }
 
-  /// Receives one chunk into pending_ for a framed read. False at FIN.
-  awaitable<bool> fill(const char* op) {
+  static std::size_t find(std::string_view held, std::string_view delimiter, std::size_t from) {
+    if (from >= held.size()) return std::string_view::npos;
+    if (delimiter.size() == 1) {
+      const void* at = std::memchr(held.data() + from, delimiter[0], held.size() - from);
+      return at ? static_cast<const char*>(at) - held.data() : std::string_view::npos;
+    }
+    return held.find(delimiter, from);
+  }
+
+  /// One recv() into the receive buffer, as much as fits. would_block when drained.
+  std::error_code receive_more(std::size_t at_least = 1) {
+    auto [at, room] = received_.prepare(at_least);
+    std::size_t n = 0;
+    std::error_code ec = receive(at, room, n);
+    if (ec) return ec;
+    received_.commit(n);
+    if (n > 0) drained_ = n < room;
+    return {};
+  }
+
+  /// Receives at least one more byte into the receive buffer for a framed read,
+  /// waiting if needed. False at FIN.
+  awaitable<bool> fill(const char* op, std::size_t at_least,
+                       const asio::cancellation_state& cancel) {
     for (;;) {
       if (read_eof_) co_return false;
-      if (paused_) co_await wait_until_resumed(op);
-      if (!chunk_) chunk_ = buffer_pool::local().take();
-      std::size_t n = 0;
-      std::error_code ec = receive(chunk_.get(), read_buffer_size, n);
+      if (paused_) co_await wait_until_resumed(op, cancel);
+      const std::size_t before = received_.size();
+      std::error_code ec = receive_more(at_least);
       if (!ec) {
-        pending_.append(chunk_.get(), n);
-        release_chunk();
-        co_return n > 0;
+        if (read_eof_) co_return false;
+        if (received_.size() > before) co_return true;
+        continue;
       }
-      release_chunk();
       if (ec != asio::error::would_block) throw fail(op, ec);
-      before_wait(op);
-      std::error_code waited;
-      try {
-        co_await readable();
-      } catch (const std::system_error& e) {
-        waited = e.code();
-      }
-      after_wait(op, waited);
+      co_await wait_readable(op, cancel);
     }
   }
 
   /// The first n buffered bytes become the frame the caller sees until its next read.
-  std::optional<std::string_view> take_frame(std::size_t n) {
-    frame_.assign(pending_, 0, n);
-    pending_.erase(0, n);
-    return std::string_view(frame_);
-  }
-
-  std::size_t copy_pending(asio::mutable_buffer buffer) {
-    const std::size_t n = std::min(buffer.size(), pending_.size());
-    pending_.copy(static_cast<char*>(buffer.data()), n);
-    pending_.erase(0, n);
-    return n;
-  }
+  frame take_frame(std::size_t n) { return received_.take(charge(n)); }
 
   /// FIN while a framed read waited: clean between frames, an error inside one.
-  std::optional<std::string_view> end_of_frames(const char* op) {
-    if (pending_.empty()) return std::nullopt;
-    const std::size_t lost = pending_.size();
-    pending_.clear();
+  frame end_of_frames(const char* op) {
+    if (received_.empty()) return std::nullopt;
+    const std::size_t lost = received_.size();
+    received_.release();
     throw error(make_error_code(errc::truncated_frame),
                 std::string(op) + ": the peer ended the stream in the middle of a frame; " +
                     std::to_string(lost) + " bytes of it are lost");
@@ -492,34 +637,51 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     return {};
   }
 
-  // Waiting for readability is written out at each read site, not wrapped in a
-  // coroutine of its own, and the single-threaded wait uses plain use_awaitable
-  // (errors arrive as exceptions; they are rare): another coroutine frame, or
-  // as_tuple's adapter frame, would push a waiting read past Asio's two-slot
-  // per-thread frame cache and cost two heap allocations per round trip.
+  // Waiting for readability is written out in wait_readable() and receive_small(),
+  // and the single-threaded wait uses plain use_awaitable (errors arrive as
+  // exceptions; they are rare): another coroutine frame, or as_tuple's adapter
+  // frame, would push a waiting read past Asio's two-slot per-thread frame cache
+  // and cost two heap allocations per round trip.
 
   /// An idle expiry that no read was waiting for is reported by the next read that waits.
-  void before_wait(const char* op) {
+  void before_wait(const char* op, const asio::cancellation_state& cancel) {
+    throw_if_cancelled(cancel, op);
     if (idle_expired_) {
       idle_expired_ = false;
       idle_fired_for_reader_ = false;
       throw timeout_error(op);
     }
+    received_.trim();  // a waiting socket holds only what it must
+    rested();
+  }
+
+  /// A framed read's or read_some()'s wait, once a recv() found the socket drained.
+  awaitable<void> wait_readable(const char* op, const asio::cancellation_state& cancel) {
+    before_wait(op, cancel);
+    std::error_code waited;
+    try {
+      co_await readable();
+    } catch (const std::system_error& e) {
+      waited = e.code();
+    }
+    after_wait(op, waited, cancel);
   }
 
   /// read()'s wait, once a recv() has found the socket drained. First it lets the
   /// io_context run what else is ready: a server with many connections serves the
   /// others while this peer answers, so the recv() below mostly finds bytes instead
   /// of EAGAIN. Then Asio receives into the socket's small inline buffer, at once
-  /// if bytes are there, else when epoll reports them. No chunk is held while
+  /// if bytes are there, else when epoll reports them. No buffer is held while
   /// idle, and a wake-up costs one recv() (a plain readiness wait re-arms epoll
-  /// with epoll_ctl and then needs a recv() of its own). A full inline buffer means
-  /// more may be waiting: the next read() receives the rest into a chunk directly.
-  awaitable<std::optional<std::string_view>> receive_small(const char* op) {
+  /// with epoll_ctl and then needs a recv() of its own). When the inline buffer
+  /// fills, a burst is arriving: the rest of what the kernel holds is received
+  /// behind it at once, so the caller gets the burst as one chunk.
+  awaitable<void> receive_small(const char* op, const asio::cancellation_state& cancel) {
+    throw_if_cancelled(cancel, op);
     co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     if (closed_) throw failure_error(op);  // destroyed meanwhile
-    before_wait(op);                       // or timed out meanwhile
-    if (paused_) co_return std::nullopt;   // or paused meanwhile: read() waits for resume()
+    before_wait(op, cancel);               // or cancelled or timed out meanwhile
+    if (paused_) co_return;                // or paused meanwhile: read() waits for resume()
     std::error_code waited;
     const std::size_t n = co_await socket_.async_receive(
         asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, waited));
@@ -529,19 +691,25 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
         fin_held_ = true;
       else
         on_peer_end();
-      co_return std::nullopt;
+      co_return;
     }
     if (waited && waited != asio::error::operation_aborted) throw fail(op, waited);
-    after_wait(op, waited);
-    bytes_read_ += n;
-    note_activity();
-    drained_ = n < inline_.size();
-    if (paused_) {
-      // pause() came while this receive waited: the bytes are held until resume().
-      pending_.append(inline_.data(), n);
-      co_return std::nullopt;
+    if (n > 0) {
+      // Kept before anything can throw: a cancelled or paused read hands these
+      // bytes to the next read instead of dropping them.
+      bytes_read_ += n;
+      note_activity();
+      received_.append(inline_.data(), n);
+      drained_ = n < inline_.size();
+      if (!drained_) {
+        std::error_code more = receive_more();
+        if (more == asio::error::would_block)
+          drained_ = true;
+        else if (more)
+          throw fail(op, more);
+      }
     }
-    co_return deliver({inline_.data(), n});
+    after_wait(op, waited, cancel);
   }
 
   /// Completes when the socket is readable (or has FIN or an error pending, which
@@ -564,46 +732,74 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     if (ec == asio::error::operation_aborted) throw std::system_error(ec);
   }
 
-  /// Ready, EOF or an error are all seen by the next recv(); only a cancellation
-  /// (destroy(), our idle timer, or the caller's) ends the read here.
-  void after_wait(const char* op, const std::error_code& ec) {
-    if (ec != asio::error::operation_aborted) return;
+  /// Ready, EOF or an error are all seen by the next recv(); what ends the read
+  /// here is destroy(), our idle timer, or the caller's cancellation.
+  void after_wait(const char* op, const std::error_code& ec,
+                  const asio::cancellation_state& cancel) {
     if (closed_) throw failure_error(op);
     if (std::exchange(idle_fired_for_reader_, false)) {
       idle_expired_ = false;
       throw timeout_error(op);
     }
-    throw error(ec, std::string(op) + " cancelled");
+    throw_if_cancelled(cancel, op);
+    if (ec == asio::error::operation_aborted) throw error(ec, std::string(op) + " cancelled");
   }
 
-  awaitable<void> wait_until_resumed(const char* op) {
+  awaitable<void> wait_until_resumed(const char* op, const asio::cancellation_state& cancel) {
     while (paused_) {
-      bool woken = co_await resume_event_.wait(socket_.get_executor());
-      if (closed_) throw failure_error(op);
-      if (!woken) throw error(asio::error::operation_aborted, std::string(op) + " cancelled");
+      before_wait(op, cancel);
+      co_await resume_event_.wait(socket_.get_executor());
+      // Node's 'timeout' fires on paused sockets too: the idle timer wakes us.
+      after_wait(op, {}, cancel);
     }
   }
 
   void on_peer_end() {
     read_eof_ = true;
-    release_chunk();
-    if (!allow_half_open_ && !end_requested_) {
-      // Node's allowHalfOpen=false: the peer ended, so we end too, after what is queued.
-      ended_by_peer_ = true;
-      queue_end();
+    if (!allow_half_open_ && !end_requested_ && !auto_end_scheduled_) {
+      // Node's allowHalfOpen=false: the peer ended, so we end too, after what is
+      // queued. As Node runs its automatic end() after the 'end' handlers, ours
+      // runs once the code that saw FIN suspends or returns: a reply written
+      // straight after read() returned nullopt still goes out before our FIN.
+      auto_end_scheduled_ = true;
+      asio::post(socket_.get_executor(), [weak = this->weak_from_this()] {
+        auto self = weak.lock();
+        if (!self || self->end_requested_ || self->closed_) return;
+        self->ended_by_peer_ = true;
+        self->queue_end();
+      });
     }
     finish_if_done();
   }
 
   // ---- writing internals
 
-  bool can_send_directly() const { return queue_.empty() && !flushing_; }
+  bool can_send_directly() const { return queue_.empty() && !flushing_ && corked_ == 0; }
 
-  /// One non-blocking send(); `sent` may be short. MSG_NOSIGNAL: a reset peer is an
-  /// error on this socket, never a SIGPIPE for the process.
-  std::error_code send_now(const void* data, std::size_t size, std::size_t& sent) {
+  void push_copy(asio::const_buffer piece) {
+    if (piece.size() == 0) return;
+    queue_.push_owned({static_cast<const char*>(piece.data()), piece.size()});
+    if (corked_ == 0) ensure_flusher();
+  }
+
+  /// One non-blocking gather send; `sent` may be short. MSG_NOSIGNAL: a reset peer
+  /// is an error on this socket, never a SIGPIPE for the process.
+  std::error_code send_now(std::span<const asio::const_buffer> data, std::size_t& sent) {
+    iovec iov[max_iov];
+    std::size_t count = 0;
+    for (const auto& piece : data) {
+      if (count == max_iov) break;
+      if (piece.size() == 0) continue;
+      iov[count].iov_base = const_cast<void*>(piece.data());
+      iov[count].iov_len = piece.size();
+      ++count;
+    }
+    if (count == 0) return {};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
     ssize_t r;
-    do r = ::send(socket_.native_handle(), data, size, MSG_NOSIGNAL);
+    do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
     while (r < 0 && errno == EINTR);
     if (r < 0) {
       int e = errno;
@@ -616,10 +812,22 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     return {};
   }
 
+  /// uncork(): one gather write of what is queued now; a background flusher for the rest.
+  void send_queued_now() {
+    if (queue_.empty() || flushing_ || closed_) return;
+    std::error_code ec = send_queued();
+    if (ec && ec != asio::error::would_block) {
+      fail("write", ec);
+      return;
+    }
+    ensure_flusher();
+  }
+
   /// Queues the FIN, or sends it now when nothing is queued. Returns the sequence to
   /// wait for, or 0 when it is already sent.
   write_queue::sequence queue_end() {
     end_requested_ = true;
+    corked_ = 0;
     if (can_send_directly()) {
       send_fin();
       return 0;
@@ -633,6 +841,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     std::error_code ec;
     socket_.shutdown(asio::socket_base::shutdown_send, ec);
     fin_sent_ = true;
+    write_event_.notify_all();
     if (ec && ec != asio::error::not_connected) {
       fail("end", ec);
       return;
@@ -646,69 +855,75 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
 
   /// Waits until entry `seq` has left; becomes the flusher when nobody else is.
-  awaitable<void> wait_flushed(write_queue::sequence seq, const char* op) {
+  /// A cancellation stops the waiting, never the bytes: they leave in order.
+  awaitable<void> wait_flushed(write_queue::sequence seq, const char* op,
+                               const asio::cancellation_state& cancel) {
     writer_guard writing{waiting_writers_};
     for (;;) {
       if (failure_) throw failure_error(op);
       if (queue_.completed() >= seq) co_return;
-      bool progressed =
-          flushing_ ? co_await write_event_.wait(socket_.get_executor()) : co_await flush(seq);
-      if (!progressed && !failure_ && queue_.completed() < seq) {
-        // Cancelled by the caller: the bytes stay queued and still go out in order,
-        // as a copy, since the caller's buffer may be gone once we return.
-        queue_.own(seq);
-        if (!flushing_) ensure_flusher();
-        throw error(asio::error::operation_aborted,
-                    std::string(op) + " cancelled; its bytes stay queued");
+      throw_if_cancelled(cancel, op);
+      if (flushing_) {
+        co_await write_event_.wait(socket_.get_executor());
+      } else if (!co_await flush(seq, cancel)) {
+        ensure_flusher();  // we stop waiting; a background flusher takes over
       }
     }
   }
 
   /// Drains the queue with gather writes. With `own` set, stops once that entry has
-  /// left and another writer waits to take over, so no writer flushes for others forever.
-  /// Returns false when the caller's cancellation stopped it.
-  awaitable<bool> flush(write_queue::sequence own) {
+  /// left and another writer waits to take over, so no writer flushes for others
+  /// forever. Returns false when its caller's cancellation stopped it first.
+  awaitable<bool> flush(write_queue::sequence own, const asio::cancellation_state& cancel) {
     if (flushing_) co_return true;
     flushing_guard guard{*this};
     while (!queue_.empty() && !failure_) {
       if (own != 0 && queue_.completed() >= own && waiting_writers_ > 1) break;
-      if (queue_.front_is_end()) {
-        queue_.pop_end();
-        send_fin();
-        continue;
-      }
-      iovec iov[max_iov];
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = queue_.gather(iov, max_iov);
-      ssize_t r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-      if (r >= 0) {
-        queue_.consume(static_cast<std::size_t>(r));
-        bytes_written_ += static_cast<std::size_t>(r);
-        note_activity();
-        write_event_.notify_all();
-        continue;
-      }
-      int e = errno;
-      if (e == EINTR) continue;
-      if (e != EAGAIN && e != EWOULDBLOCK) {
-        fail("write", {e, std::system_category()});
+      std::error_code ec = send_queued();
+      if (!ec) continue;
+      if (ec != asio::error::would_block) {
+        fail("write", ec);
         break;
       }
-      auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_write,
-                                              asio::experimental::as_tuple(asio::use_awaitable));
-      if (ec == asio::error::operation_aborted && !closed_) {
-        // Our own idle timer cancels every wait on the socket; only a cancellation
-        // the caller asked for stops the flush.
-        if (!std::exchange(idle_cancelled_writer_, false)) co_return false;
-      }
+      if (is_cancelled(cancel)) co_return false;
+      auto [waited] = co_await socket_.async_wait(
+          asio::socket_base::wait_write, asio::experimental::as_tuple(asio::use_awaitable));
+      (void)waited;  // our idle timer's cancel or the caller's: the loop decides
+      if (is_cancelled(cancel) && !queue_.empty()) co_return false;
     }
     co_return true;
   }
 
+  /// One step of flushing: the FIN when it is next, else one gather write of what
+  /// is queued. would_block when the kernel takes nothing now.
+  std::error_code send_queued() {
+    if (queue_.front_is_end()) {
+      queue_.pop_end();
+      send_fin();
+      return {};
+    }
+    iovec iov[max_iov];
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = queue_.gather(iov, max_iov);
+    ssize_t r;
+    do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
+      return {e, std::system_category()};
+    }
+    queue_.consume(static_cast<std::size_t>(r));
+    bytes_written_ += static_cast<std::size_t>(r);
+    note_activity();
+    write_event_.notify_all();
+    return {};
+  }
+
   /// Makes sure queued bytes keep moving when no writer is waiting to flush them.
   void ensure_flusher() {
-    if (flushing_ || queue_.empty() || flusher_spawned_) return;
+    if (flushing_ || queue_.empty() || flusher_spawned_ || closed_ || corked_ > 0) return;
     flusher_spawned_ = true;
     asio::co_spawn(socket_.get_executor(), background_flush(this->shared_from_this()),
                    asio::detached);
@@ -716,7 +931,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   static awaitable<void> background_flush(pointer self) {
     self->flusher_spawned_ = false;
-    co_await self->flush(0);
+    co_await self->flush(0, asio::cancellation_state());
   }
 
   // ---- idle timer (Node's setTimeout)
@@ -728,11 +943,15 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     if (!idle_armed_) arm_idle_timer();
   }
 
+  clock::time_point idle_deadline() const {
+    return saturating_add<clock>(last_activity_, timeout_);
+  }
+
   void arm_idle_timer() {
     if (closed_) return;
     if (!idle_timer_) idle_timer_ = std::make_unique<timer>(socket_.get_executor());
     idle_armed_ = true;
-    idle_timer_->expires_at(last_activity_ + timeout_);
+    idle_timer_->expires_at(idle_deadline());
     idle_timer_->async_wait([weak = this->weak_from_this()](std::error_code ec) {
       auto self = weak.lock();
       if (!self) return;
@@ -743,7 +962,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   void on_idle_timer() {
     if (closed_ || timeout_.count() == 0) return;
-    if (clock::now() < last_activity_ + timeout_) return arm_idle_timer();
+    if (clock::now() < idle_deadline()) return arm_idle_timer();
     if (!queue_.empty() && !suppressed_once_) {
       // Node's rule: a write still in flight does not count as idle the first time.
       suppressed_once_ = true;
@@ -754,9 +973,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     idle_expired_ = true;  // once per idle period: not re-armed until I/O happens
     if (reading_) {
       idle_fired_for_reader_ = true;
-      idle_cancelled_writer_ = flushing_;
       std::error_code ignored;
-      socket_.cancel(ignored);
+      socket_.cancel(ignored);     // a read waiting on the socket ...
+      resume_event_.notify_all();  // ... or on resume()
     }
   }
 
@@ -774,6 +993,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     socket_.close(ignored);
     if (idle_timer_) idle_timer_->cancel();
     queue_.clear();
+    received_.release();
     write_event_.notify_all();
     resume_event_.notify_all();
     if (tracker_) std::exchange(tracker_, nullptr)->closed();
@@ -791,15 +1011,14 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   bool read_eof_ = false;       // the peer's FIN was read
   bool end_requested_ = false;  // our side is ending (end() or the automatic end)
   bool ended_by_peer_ = false;  // ... and it was the automatic one
+  bool auto_end_scheduled_ = false;
   bool fin_sent_ = false;
   bool closed_ = false;      // descriptor closed: graceful, destroyed or failed
   std::error_code failure_;  // why it closed, when not gracefully
 
   // read side
-  buffer_pool::buffer chunk_;  // lent to the caller by read(), pooled
-  std::string pending_;        // received, not yet handed out (framed reads)
-  std::string frame_;          // the last frame handed out
-  std::string decoded_;        // the last text handed out (with an encoding)
+  receive_buffer received_;  // received, not yet handed out; views lent from here
+  std::string decoded_;      // the last text handed out (with an encoding)
   std::optional<Decoder> decoder_;
   bool reading_ = false;
   char peek_byte_ = 0;
@@ -808,9 +1027,14 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   bool fin_held_ = false;         // FIN that receive_small() met while paused
   std::uint64_t bytes_read_ = 0;
 
+  // cooperative budget
+  int budget_ops_ = 0;
+  std::size_t budget_bytes_ = 0;
+
   // write side
   write_queue queue_;
   std::size_t high_water_mark_;
+  int corked_ = 0;
   bool flushing_ = false;
   bool flusher_spawned_ = false;
   int waiting_writers_ = 0;
@@ -829,7 +1053,6 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   bool idle_expired_ = false;
   bool suppressed_once_ = false;
   bool idle_fired_for_reader_ = false;
-  bool idle_cancelled_writer_ = false;
 
   std::shared_ptr<connection_tracker> tracker_;
 };

@@ -1,7 +1,7 @@
 // proxy: a TCP forwarder. Each connection to --listen is joined to a new
 // connection to --to; bytes flow both ways with backpressure (a write waits while
 // the other side's kernel is full, and meanwhile nothing more is read), and a FIN
-// from either side is passed on as a FIN to the other.
+// from either side is passed on as a FIN to the other, a reset as a reset.
 //
 //   proxy --listen PORT --to HOST:PORT [--host 127.0.0.1]
 #include <csignal>
@@ -40,8 +40,9 @@ coronet::awaitable<void> forward(coronet::Socket client) {
   try {
     // Both directions at once; each ends on its own FIN.
     co_await (pipe(client, upstream) && pipe(upstream, client));
-  } catch (const coronet::error&) {
-    // A reset on one side: reset the other too, so neither waits forever.
+  } catch (const std::exception&) {
+    // A reset on one side (when both directions fail, `&&` throws
+    // asio::multiple_exceptions): reset both, so that neither peer takes it for an end.
     client.reset_and_destroy();
     upstream.reset_and_destroy();
   }

@@ -1,11 +1,10 @@
 // examples/proxy through its command line, between a Node.js client and a Node.js
 // upstream: 10 MiB with a checksum, half-close in each direction, bounded memory
-// on 64 MiB, and an upstream that refuses.
+// on 64 MiB, an upstream that refuses, and resets passed on as resets.
 //   node proxy.test.js PROXY
 'use strict';
 const net = require('net');
 const crypto = require('crypto');
-const fs = require('fs');
 const h = require('./harness');
 const { assert } = h;
 
@@ -18,14 +17,19 @@ async function upstream(onConnection) {
   return server;
 }
 
-async function proxyTo(port) {
-  return h.startServer(proxyPath, ['--listen', '0', '--to', `127.0.0.1:${port}`]);
+async function proxyTo(port, flags = []) {
+  return h.startServer(proxyPath, ['--listen', '0', '--to', `127.0.0.1:${port}`, ...flags]);
 }
 
-/// Peak resident memory of a process, in bytes (VmHWM from /proc).
-function peakRss(pid) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m[1]) * 1024;
+/// How a connection ended: the error code it saw ('ECONNRESET') or null, whether
+/// a clean FIN ('end') came first, and how many bytes arrived. Reads what arrives,
+/// unless the socket was paused before.
+function outcome(socket) {
+  const seen = { error: null, ended: false, bytes: 0 };
+  socket.on('data', (d) => { seen.bytes += d.length; });
+  socket.on('error', (e) => { seen.error = e.code; });
+  socket.on('end', () => { seen.ended = true; });
+  return h.once(socket, 'close').then(() => seen);
 }
 
 h.run({
@@ -87,7 +91,7 @@ h.run({
     const proxy = await proxyTo(up.address().port);
     const back = await h.roundTrip(proxy.port, Buffer.alloc(0));
     assert.strictEqual(h.sha256(back), h.sha256(data));
-    const peak = peakRss(proxy.child.pid);
+    const peak = h.peakRss(proxy.child.pid);
     console.log(`# proxy peak resident memory: ${(peak / 1048576).toFixed(1)} MiB for 64 MiB forwarded`);
     assert.ok(peak < 32 * 1024 * 1024, `proxy peaked at ${peak} bytes`);
     proxy.child.kill('SIGKILL');
@@ -106,5 +110,24 @@ h.run({
     }
     assert.match(proxy.stderr, new RegExp(`proxy: connect ECONNREFUSED 127.0.0.1:${port}\n`));
     proxy.child.kill('SIGKILL');
+  },
+
+  async 'an upstream that resets mid-response: the client is reset too, not sent a FIN'() {
+    let upstreamSocket;
+    const up = await upstream((socket) => {
+      upstreamSocket = socket;
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial');
+    });
+    const proxy = await proxyTo(up.address().port);
+    const client = net.connect(proxy.port, '127.0.0.1');
+    const seen = outcome(client);
+    // The reset only once the client has the partial response: when both arrive in one
+    // wake-up, libuv reports the hang-up as a clean end, whatever the proxy sent.
+    await h.once(client, 'data');
+    upstreamSocket.resetAndDestroy();
+    const { error, ended } = await h.within(5000, seen, 'the client\'s close');
+    assert.deepStrictEqual({ error, ended }, { error: 'ECONNRESET', ended: false });
+    proxy.child.kill('SIGKILL');
+    up.close();
   },
 });

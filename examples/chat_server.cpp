@@ -2,15 +2,20 @@
 // relayed to the others as "NAME: text". The first line a client sends is its
 // name; /nick NAME renames, /who lists who is there, /quit leaves.
 //
-// A slow client never stalls the others: lines to each client are queued with
-// write_nowait(), and a client whose queue passes --max-queue bytes is cut off.
-// An over-long line gets an error line back and the client is disconnected;
-// memory stays bounded by --max-line. SIGINT tells everyone and ends every socket.
+// Slow readers, NATS-style: lines to each client are queued with write_nowait().
+// Past the high-water mark (64 KiB) the queue is a signal, not a failure: whoever
+// sends waits, before reading its next line, until those behind catch up. A client
+// is cut off (and the others told) only when its queue passes --max-queue, or when
+// it has not caught up within --write-timeout: so one stalled reader holds the room
+// up for at most that long, and memory stays bounded per client. An over-long line
+// gets an error line and a goodbye (--max-line). SIGINT tells everyone and ends
+// every socket.
 //
-//   chat_server [--host 127.0.0.1] [--port 0] [--max-line 1024] [--idle-timeout 0] [--max-queue
-//   65536]
+//   chat_server [--host 127.0.0.1] [--port 0] [--max-line 1024] [--idle-timeout 0]
+//               [--max-queue 1048576] [--write-timeout 5]
 #include <csignal>
 #include <list>
+#include <memory>
 
 #include "cli.hpp"
 
@@ -18,79 +23,136 @@ namespace {
 
 constexpr std::string_view usage =
     "usage: chat_server [--host HOST] [--port PORT] [--max-line BYTES] [--idle-timeout SECONDS]\n"
-    "                   [--max-queue BYTES]\n"
-    "  --host          address to listen on (default 127.0.0.1)\n"
-    "  --port          port; 0 lets the kernel pick (default 0)\n"
-    "  --max-line      longest line accepted, in bytes (default 1024)\n"
-    "  --idle-timeout  disconnect a client silent this many seconds (default 0: never)\n"
-    "  --max-queue     bytes a slow client may fall behind before it is cut off (default 65536)\n"
+    "                   [--max-queue BYTES] [--write-timeout SECONDS]\n"
+    "  --host           address to listen on (default 127.0.0.1)\n"
+    "  --port           port; 0 lets the kernel pick (default 0)\n"
+    "  --max-line       longest line accepted, in bytes (default 1024)\n"
+    "  --idle-timeout   disconnect a client silent this many seconds (default 0: never)\n"
+    "  --max-queue      bytes queued for one client before it is cut off (default 1048576)\n"
+    "  --write-timeout  seconds a client may stay behind before it is cut off (default 5)\n"
     "  Prints 'listening on HOST:PORT' first. Clients send their name as their first line.\n"
-    "  Commands: /nick NAME, /who, /quit. SIGINT closes the server gracefully.\n";
+    "  Commands: /nick NAME, /who, /quit. SIGINT closes the server gracefully.\n"
+    "Slow readers: once a client has 64 KiB waiting for it (or half --max-queue, if less),\n"
+    "  each sender's next line waits until it catches up. A client that has not caught up\n"
+    "  within --write-timeout, or whose queue passes --max-queue, is cut off, the others told.\n"
+    "Memory: a client holds at most --max-queue bytes queued for it, plus --max-line + 128 KiB\n"
+    "  of read buffers: in all about 6 MiB + CLIENTS x (max-queue + max-line + 128 KiB),\n"
+    "  which is 6 MiB + CLIENTS x 1153 KiB at the defaults.\n";
+
+constexpr std::size_t high_water_mark = 64 * 1024;  // Node's default
 
 struct settings {
   std::size_t max_line = 1024;
   std::chrono::seconds idle{0};
-  std::size_t max_queue = 64 * 1024;
+  std::size_t max_queue = 1024 * 1024;
+  std::chrono::seconds write_timeout{5};
 };
 
 struct client {
-  coronet::Socket* socket = nullptr;
+  coronet::Socket* socket = nullptr;  // null once its session has left
   std::string name;
+
+  bool connected() const { return socket && !socket->destroyed(); }
+  bool behind() const {
+    return connected() && socket->writable_length() >= socket->high_water_mark();
+  }
 };
 
 class room {
  public:
   explicit room(settings s) : settings_(s) {}
 
-  /// Sends `line` to everyone but `except`; cuts off whoever has fallen too far behind.
+  /// Sends `line` to everyone who has a name, but `except`.
   void broadcast(const std::string& line, const client* except = nullptr) {
-    std::vector<client*> too_slow;
-    for (client& c : clients_) {
-      if (&c == except || c.name.empty()) continue;
-      if (!send(c, line)) too_slow.push_back(&c);
-    }
-    for (client* c : too_slow) {
-      std::string name = c->name;
-      c->socket->destroy();  // its session sees the error and leaves quietly
-      c->name.clear();
-      broadcast("* " + name + " was disconnected: too far behind\n");
+    for (auto& c : clients_) {
+      if (c.get() != except && !c->name.empty()) send(*c, line);
     }
   }
 
-  /// Queues a line for one client; false when its queue has passed the bound.
-  bool send(client& c, std::string_view line) {
-    if (c.socket->destroyed()) return true;
+  /// Queues a line for one client; past --max-queue the client is cut off. Replies
+  /// to a client's own commands come here too, so asking without reading is bounded.
+  void send(client& c, std::string_view line) {
+    if (!c.connected()) return;
     try {
-      return c.socket->write_nowait(line);
+      c.socket->write_nowait(line);  // false past the high-water mark: see wait_for_readers()
     } catch (const coronet::error&) {
-      return true;  // already ending: its session cleans up
+      return;  // already ending: its session cleans up
     }
+    if (c.socket->writable_length() > settings_.max_queue) cut_off(c);
+  }
+
+  /// The sender's side of the policy: called before `me` reads its next line, waits
+  /// while `me` or anyone `me` broadcasts to is past the high-water mark, each for at
+  /// most --write-timeout, after which that one is cut off. Nobody waits longer: a
+  /// reader that is cut off, or leaves, releases its waiters at once.
+  coronet::awaitable<void> wait_for_readers(const client& me) {
+    while (auto slow = first_behind(me)) {
+      if (!co_await caught_up(*slow->socket) && slow->behind()) cut_off(*slow);
+    }
+  }
+
+  /// True when everything queued for `socket` is in the kernel within --write-timeout.
+  coronet::awaitable<bool> caught_up(coronet::Socket& socket) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer deadline(co_await asio::this_coro::executor, settings_.write_timeout);
+    auto winner = co_await (drained(socket.drain()) || deadline.async_wait(asio::use_awaitable));
+    co_return winner.index() == 0;
   }
 
   std::string who() const {
     std::string list = "* here:";
-    for (const client& c : clients_) {
-      if (!c.name.empty()) list += " " + c.name;
+    for (const auto& c : clients_) {
+      if (!c->name.empty()) list += " " + c->name;
     }
     return list + "\n";
   }
 
-  client& join(coronet::Socket& socket) { return clients_.emplace_back(client{&socket, {}}); }
+  client& join(coronet::Socket& socket) {
+    return *clients_.emplace_back(std::make_shared<client>(client{&socket, {}}));
+  }
   void leave(client& c) {
-    clients_.remove_if([&](const client& x) { return &x == &c; });
+    c.socket = nullptr;  // a sender still waiting on it must not touch the socket
+    clients_.remove_if([&](const auto& x) { return x.get() == &c; });
   }
 
   /// Tells everyone the server is going, and ends each socket after that line.
   void shut_down() {
-    for (client& c : clients_) {
-      send(c, "* server shutting down\n");
-      asio::co_spawn(c.socket->get_executor(), end_quietly(*c.socket), asio::detached);
+    for (auto& c : clients_) {
+      send(*c, "* server shutting down\n");
+      if (c->connected()) {
+        asio::co_spawn(c->socket->get_executor(), end_quietly(*c->socket), asio::detached);
+      }
     }
   }
 
   const settings& limits() const { return settings_; }
 
  private:
+  /// Shared, so a sender waiting on a client keeps it alive after it leaves.
+  std::shared_ptr<client> first_behind(const client& me) const {
+    for (const auto& c : clients_) {
+      if ((c.get() == &me || !c->name.empty()) && c->behind()) return c;
+    }
+    return nullptr;
+  }
+
+  /// `drain`, where a socket that fails or is destroyed counts as drained: it holds
+  /// nobody up any more. (`||` would otherwise wait for the timer.)
+  static coronet::awaitable<void> drained(coronet::awaitable<void> drain) {
+    try {
+      co_await std::move(drain);
+    } catch (const std::exception&) {
+    }
+  }
+
+  /// Disconnects a client that does not keep up, and tells the others.
+  void cut_off(client& c) {
+    if (!c.connected()) return;
+    c.socket->destroy();  // its session sees the error and leaves quietly
+    std::string name = std::exchange(c.name, {});
+    if (!name.empty()) broadcast("* " + name + " was disconnected: too slow\n");
+  }
+
   static coronet::awaitable<void> end_quietly(coronet::Socket& socket) {
     try {
       co_await socket.end();
@@ -99,7 +161,7 @@ class room {
   }
 
   settings settings_;
-  std::list<client> clients_;  // stable addresses: sessions keep a reference
+  std::list<std::shared_ptr<client>> clients_;
 };
 
 std::string_view trim(std::string_view s) {
@@ -108,39 +170,45 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+/// Acts on one line from `me`; false for /quit.
+bool handle(room& chat, client& me, std::string_view text) {
+  if (text.empty()) return true;
+  if (me.name.empty() || text.starts_with("/nick ")) {
+    auto name = trim(me.name.empty() && !text.starts_with("/nick ") ? text : text.substr(6));
+    if (name.empty() || name.find(' ') != std::string_view::npos) {
+      chat.send(me, "* a name is one word\n");
+      return true;
+    }
+    std::string old = std::exchange(me.name, std::string(name));
+    if (old.empty()) {
+      chat.broadcast("* " + me.name + " joined\n", &me);
+      chat.send(me, chat.who());
+    } else {
+      chat.broadcast("* " + old + " is now " + me.name + "\n");
+    }
+  } else if (text == "/who") {
+    chat.send(me, chat.who());
+  } else if (text == "/quit") {
+    chat.send(me, "* bye\n");
+    return false;
+  } else {
+    chat.broadcast(me.name + ": " + std::string(text) + "\n", &me);
+  }
+  return true;
+}
+
 /// One client, from its name to its /quit (or FIN, or error).
 coronet::awaitable<void> session(room& chat, coronet::Socket socket) {
   const auto& limits = chat.limits();
-  socket.set_high_water_mark(limits.max_queue);
+  socket.set_high_water_mark(std::min(high_water_mark, limits.max_queue / 2));
   if (limits.idle.count() > 0) socket.set_timeout(limits.idle);
   client& me = chat.join(socket);
-  std::string goodbye;
   try {
     chat.send(me, "* welcome! send your name\n");
-    while (auto line = co_await socket.read_line(limits.max_line)) {
-      auto text = trim(*line);
-      if (text.empty()) continue;
-      if (me.name.empty() || text.starts_with("/nick ")) {
-        auto name = trim(me.name.empty() && !text.starts_with("/nick ") ? text : text.substr(6));
-        if (name.empty() || name.find(' ') != std::string_view::npos) {
-          chat.send(me, "* a name is one word\n");
-          continue;
-        }
-        std::string old = std::exchange(me.name, std::string(name));
-        if (old.empty()) {
-          chat.broadcast("* " + me.name + " joined\n", &me);
-          chat.send(me, chat.who());
-        } else {
-          chat.broadcast("* " + old + " is now " + me.name + "\n");
-        }
-      } else if (text == "/who") {
-        chat.send(me, chat.who());
-      } else if (text == "/quit") {
-        chat.send(me, "* bye\n");
-        break;
-      } else {
-        chat.broadcast(me.name + ": " + std::string(text) + "\n", &me);
-      }
+    for (;;) {
+      co_await chat.wait_for_readers(me);  // the next line only once they keep up
+      auto line = co_await socket.read_line(limits.max_line);
+      if (!line || !handle(chat, me, trim(*line))) break;
     }
   } catch (const coronet::error& e) {
     if (e.code() == coronet::errc::frame_too_long) {
@@ -153,7 +221,8 @@ coronet::awaitable<void> session(room& chat, coronet::Socket socket) {
   std::string name = me.name;
   chat.leave(me);
   if (!name.empty()) chat.broadcast("* " + name + " left\n");
-  if (!socket.destroyed()) {
+  // The last lines (a goodbye, an error) go first, unless the client has stopped reading.
+  if (co_await chat.caught_up(socket)) {
     try {
       co_await socket.end();
     } catch (const coronet::error&) {
@@ -165,13 +234,14 @@ coronet::awaitable<void> session(room& chat, coronet::Socket socket) {
 
 int main(int argc, char** argv) {
   cli::args args(argc, argv, "chat_server", std::string(usage),
-                 {"host", "port", "max-line", "idle-timeout", "max-queue"});
+                 {"host", "port", "max-line", "idle-timeout", "max-queue", "write-timeout"});
   const std::string host = args.text("host", "127.0.0.1");
   const int port = static_cast<int>(args.number("port", 0, 0, 65535));
   settings limits;
   limits.max_line = static_cast<std::size_t>(args.number("max-line", 1024, 1, 1 << 24));
   limits.idle = std::chrono::seconds(args.number("idle-timeout", 0, 0, 86'400));
-  limits.max_queue = static_cast<std::size_t>(args.number("max-queue", 64 * 1024, 1, 1 << 30));
+  limits.max_queue = static_cast<std::size_t>(args.number("max-queue", 1 << 20, 1024, 1 << 30));
+  limits.write_timeout = std::chrono::seconds(args.number("write-timeout", 5, 1, 3600));
 
   asio::io_context io{1};
   coronet::Server server({.allow_half_open = true});

@@ -10,6 +10,16 @@ const { assert } = h;
 
 const [serverPath, clientPath] = process.argv.slice(2);
 
+const mib = (bytes) => (bytes / 1048576).toFixed(1);
+
+/// The memory bound chat_server --help states, for `clients` clients at default flags.
+async function memoryBound(clients) {
+  const help = (await h.start(serverPath, ['--help']).exited).stdout;
+  const m = /(\d+) MiB \+ CLIENTS x (\d+) KiB at the defaults/.exec(help);
+  assert.ok(m, `--help states the memory bound: ${help}`);
+  return (Number(m[1]) * 1024 + clients * Number(m[2])) * 1024;
+}
+
 /// Connects and joins under `name`, resolving once the server has listed who is here.
 async function join(port, name) {
   const c = h.lineClient(port);
@@ -63,34 +73,104 @@ h.run({
     server.child.kill('SIGKILL');
   },
 
-  async 'a stalled client is cut off while the others keep chatting'() {
-    const server = await h.startServer(serverPath, ['--port', '0', '--max-queue', '16384']);
+  async 'a burst of 20,000 lines: the reader gets all, the stalled client is cut off in time'() {
+    const writeTimeout = 1;  // seconds
+    const server = await h.startServer(serverPath, ['--port', '0', '--write-timeout', String(writeTimeout)]);
     const ann = await join(server.port, 'ann');
     const bob = await join(server.port, 'bob');
     const slow = await join(server.port, 'slow');
-    slow.socket.pause();  // reads nothing more: the server's queue for it must grow
+    slow.socket.pause();  // connected, reads nothing more
     await ann.next('* slow joined');
     await bob.next('* slow joined');
 
+    const lines = 20000;
     const filler = 'x'.repeat(1000);
-    let sent = 0;
-    // Batches of 50 lines; bob reads each batch before the next, so only slow falls behind.
-    for (let batch = 0; batch < 2000 && !ann.lines.some((l) => l.includes('slow was disconnected')); ++batch) {
-      for (let i = 0; i < 50; ++i) ann.send(`${sent++} ${filler}`);
-      await bob.next(`ann: ${sent - 1} `);
-    }
-    assert.strictEqual(await ann.next('* slow'), '* slow was disconnected: too far behind');
-    // (bob's notice may come between ann's lines, so look at all bob received)
-    await bob.until(() => bob.lines.includes('* slow was disconnected: too far behind'));
-    // Bob got every one of ann's lines, in order, none lost while slow was stalled.
-    const got = bob.lines.filter((l) => l.startsWith('ann: ')).map((l) => Number(l.split(' ')[1]));
-    assert.deepStrictEqual(got, [...Array(sent).keys()]);
-    console.log(`# slow was cut off after ${sent} lines of 1 KB`);
+    const started = Date.now();
+    for (let i = 0; i < lines; ++i) ann.send(`${i} ${filler}`);  // as fast as Node can queue them
+    const notice = '* slow was disconnected: too slow';
+    await h.within(10000, bob.until(() => bob.lines.includes(notice) || bob.closed), 'the cut-off');
+    const cutOffAfter = Date.now() - started;
+    await h.within(20000, bob.next(`ann: ${lines - 1} `), 'the last line');
 
+    // Bob, reading as fast as Node can, got every line in order and was never cut off.
+    const got = bob.lines.filter((l) => l.startsWith('ann: ')).map((l) => Number(l.split(' ')[1]));
+    assert.deepStrictEqual(got, [...Array(lines).keys()]);
+    assert.ok(!bob.lines.some((l) => l.startsWith('* bob was')), 'bob kept up and stays');
+    // Slow was cut off once it had not caught up for --write-timeout, and everyone heard.
+    console.log(`# slow was cut off ${cutOffAfter} ms into the burst (--write-timeout ${writeTimeout} s)`);
+    assert.ok(cutOffAfter < writeTimeout * 1000 + 3000, `cut off after ${cutOffAfter} ms`);
+    assert.strictEqual(await ann.next('* slow'), notice);
+    slow.socket.resume();
+    await h.within(5000, slow.until(() => slow.closed), 'slow\'s close');
+
+    const peak = h.peakRss(server.child.pid);
+    const bound = await memoryBound(3);
+    console.log(`# server peak resident memory ${mib(peak)} MiB, --help's bound for 3 clients ${mib(bound)} MiB`);
+    assert.ok(peak < bound, `peak ${peak} bytes`);
     ann.send('still here');
     assert.strictEqual(await bob.next('ann: still'), 'ann: still here');
-    slow.socket.resume();
-    await slow.until(() => slow.closed);
+    server.child.kill('SIGKILL');
+  },
+
+  async 'a client that asks and never reads is cut off, and the server stays small'() {
+    const server = await h.startServer(serverPath, ['--port', '0', '--write-timeout', '1']);
+    const ann = await join(server.port, 'ann');
+    // A long name makes each answer long, so the kernel's buffers fill after fewer of them.
+    const name = `flood${'d'.repeat(59)}`;
+    const flood = await join(server.port, name);
+    flood.socket.pause();  // asks, never reads the answers
+    await ann.next(`* ${name} joined`);
+    const asks = '/who\n'.repeat(64 * 1024);
+    const started = Date.now();
+    for (let sent = 0; sent < 20 * 1024 * 1024; sent += asks.length) flood.socket.write(asks);
+    assert.strictEqual(await h.within(10000, ann.next('* flood'), 'the cut-off'),
+      `* ${name} was disconnected: too slow`);
+    console.log(`# the flood was cut off after ${Date.now() - started} ms (--write-timeout 1 s)`);
+    const peak = h.peakRss(server.child.pid);
+    const bound = await memoryBound(2);
+    console.log(`# server peak resident memory ${mib(peak)} MiB after 20 MB of /who, bound ${mib(bound)} MiB`);
+    assert.ok(peak < bound, `peak ${peak} bytes`);
+    flood.socket.resume();
+    await h.within(5000, flood.until(() => flood.closed), 'flood\'s close');
+    server.child.kill('SIGKILL');
+  },
+
+  async 'a stalled client that also sends does not wedge the room'() {
+    const server = await h.startServer(serverPath, ['--port', '0', '--write-timeout', '1']);
+    const ann = await join(server.port, 'ann');
+    const bob = await join(server.port, 'bob');
+    const slow = await join(server.port, 'slow');
+    slow.socket.pause();
+    await ann.next('* slow joined');
+    await bob.next('* slow joined');
+    // All three at once: ann and bob wait on slow, and slow on its own unread queue.
+    const lines = 3000;
+    const filler = 'z'.repeat(1000);
+    for (let i = 0; i < lines; ++i) {
+      for (const c of [ann, bob, slow]) c.send(`${i} ${filler}`);
+    }
+    await h.within(10000, bob.next(`ann: ${lines - 1} `), 'ann\'s last line at bob');
+    await h.within(10000, ann.next(`bob: ${lines - 1} `), 'bob\'s last line at ann');
+    const from = (c, name) => c.lines.filter((l) => l.startsWith(`${name}: `)).map((l) => Number(l.split(' ')[1]));
+    assert.deepStrictEqual(from(bob, 'ann'), [...Array(lines).keys()]);
+    assert.deepStrictEqual(from(ann, 'bob'), [...Array(lines).keys()]);
+    assert.ok(ann.lines.includes('* slow was disconnected: too slow'));
+    const relayed = from(ann, 'slow');  // what got through before the cut-off, in order
+    assert.deepStrictEqual(relayed, [...Array(relayed.length).keys()]);
+    server.child.kill('SIGKILL');
+  },
+
+  async '--max-queue is a hard limit: past it a client is cut off at once, not at --write-timeout'() {
+    const server = await h.startServer(serverPath,
+      ['--port', '0', '--max-line', String(16 << 20), '--max-queue', String(1 << 20), '--write-timeout', '60']);
+    const ann = await join(server.port, 'ann');
+    const slow = await join(server.port, 'slow');
+    slow.socket.pause();
+    await ann.next('* slow joined');
+    // More than the kernel's buffers take (4 MiB + 128 KiB here): most of it must queue.
+    ann.send('y'.repeat(12 << 20));
+    assert.strictEqual(await h.within(5000, ann.next('* slow'), 'the cut-off'),
+      '* slow was disconnected: too slow');
     server.child.kill('SIGKILL');
   },
 

@@ -5,6 +5,7 @@
 const net = require('net');
 const { spawn } = require('child_process');
 const crypto = require('crypto');
+const fs = require('fs');
 const assert = require('assert');
 
 const children = new Set();
@@ -127,6 +128,21 @@ function lineClient(port, options = {}) {
   return client;
 }
 
+/// `promise`, or a failure naming `what` once `ms` have passed without it.
+function within(ms, promise, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/// Peak resident memory of a running process, in bytes (VmHWM in /proc/PID/status).
+function peakRss(pid) {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]) * 1024;
+}
+
 /// Resolves once `emitter` emits `event`.
 const once = (emitter, event) => new Promise((resolve) => emitter.once(event, resolve));
 
@@ -154,4 +170,6 @@ function roundTrip(port, data) {
   });
 }
 
-module.exports = { run, start, startServer, lineClient, once, sha256, closedPort, roundTrip, assert };
+module.exports = {
+  run, start, startServer, lineClient, once, within, peakRss, sha256, closedPort, roundTrip, assert,
+};

@@ -1,11 +1,11 @@
 // examples/proxy through its command line, between a Node.js client and a Node.js
 // upstream: 10 MiB with a checksum, half-close in each direction, bounded memory
-// on 64 MiB, and an upstream that refuses.
+// on 64 MiB, an upstream that refuses, resets passed on as resets, and a client
+// that stops reading cut off by --write-timeout.
 //   node proxy.test.js PROXY
 'use strict';
 const net = require('net');
 const crypto = require('crypto');
-const fs = require('fs');
 const h = require('./harness');
 const { assert } = h;
 
@@ -18,14 +18,19 @@ async function upstream(onConnection) {
   return server;
 }
 
-async function proxyTo(port) {
-  return h.startServer(proxyPath, ['--listen', '0', '--to', `127.0.0.1:${port}`]);
+async function proxyTo(port, flags = []) {
+  return h.startServer(proxyPath, ['--listen', '0', '--to', `127.0.0.1:${port}`, ...flags]);
 }
 
-/// Peak resident memory of a process, in bytes (VmHWM from /proc).
-function peakRss(pid) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m[1]) * 1024;
+/// How a connection ended: the error code it saw ('ECONNRESET') or null, whether
+/// a clean FIN ('end') came first, and how many bytes arrived. Reads what arrives,
+/// unless the socket was paused before.
+function outcome(socket) {
+  const seen = { error: null, ended: false, bytes: 0 };
+  socket.on('data', (d) => { seen.bytes += d.length; });
+  socket.on('error', (e) => { seen.error = e.code; });
+  socket.on('end', () => { seen.ended = true; });
+  return h.once(socket, 'close').then(() => seen);
 }
 
 h.run({
@@ -33,6 +38,7 @@ h.run({
     const help = await h.start(proxyPath, ['--help']).exited;
     assert.strictEqual(help.code, 0);
     assert.match(help.stdout, /^usage: proxy/);
+    assert.match(help.stdout, /--write-timeout/);
     const missing = await h.start(proxyPath, ['--listen', '0']).exited;
     assert.strictEqual(missing.code, 2);
     assert.match(missing.stderr, /--to HOST:PORT is required/);
@@ -87,7 +93,7 @@ h.run({
     const proxy = await proxyTo(up.address().port);
     const back = await h.roundTrip(proxy.port, Buffer.alloc(0));
     assert.strictEqual(h.sha256(back), h.sha256(data));
-    const peak = peakRss(proxy.child.pid);
+    const peak = h.peakRss(proxy.child.pid);
     console.log(`# proxy peak resident memory: ${(peak / 1048576).toFixed(1)} MiB for 64 MiB forwarded`);
     assert.ok(peak < 32 * 1024 * 1024, `proxy peaked at ${peak} bytes`);
     proxy.child.kill('SIGKILL');
@@ -106,5 +112,54 @@ h.run({
     }
     assert.match(proxy.stderr, new RegExp(`proxy: connect ECONNREFUSED 127.0.0.1:${port}\n`));
     proxy.child.kill('SIGKILL');
+  },
+
+  async 'an upstream that resets mid-response: the client is reset too, not sent a FIN'() {
+    let upstreamSocket;
+    const up = await upstream((socket) => {
+      upstreamSocket = socket;
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial');
+    });
+    const proxy = await proxyTo(up.address().port);
+    const client = net.connect(proxy.port, '127.0.0.1');
+    const seen = outcome(client);
+    // The reset only once the client has the partial response: when both arrive in one
+    // wake-up, libuv reports the hang-up as a clean end, whatever the proxy sent.
+    await h.once(client, 'data');
+    upstreamSocket.resetAndDestroy();
+    const { error, ended } = await h.within(5000, seen, 'the client\'s close');
+    assert.deepStrictEqual({ error, ended }, { error: 'ECONNRESET', ended: false });
+    proxy.child.kill('SIGKILL');
+    up.close();
+  },
+
+  async '--write-timeout: a client that stops reading gets both sides reset'() {
+    const data = Buffer.alloc(32 * 1024 * 1024);  // far more than the kernels between hold
+    let upstreamConnected;
+    const upstreamSide = new Promise((resolve) => { upstreamConnected = resolve; });
+    const up = await upstream((socket) => {
+      upstreamConnected(outcome(socket));
+      socket.write(data);
+    });
+    const proxy = await proxyTo(up.address().port, ['--write-timeout', '1']);
+    const client = net.connect(proxy.port, '127.0.0.1');
+    client.pause();  // connected, reads nothing
+    const clientSide = outcome(client);
+    await h.once(client, 'connect');
+    const started = Date.now();
+    const { error, ended } = await h.within(5000, upstreamSide, 'the upstream\'s close');
+    assert.deepStrictEqual({ error, ended }, { error: 'ECONNRESET', ended: false });
+    const after = Date.now() - started;
+    console.log(`# both sides reset ${after} ms after the client stopped reading (--write-timeout 1)`);
+    assert.ok(after > 500, `reset after ${after} ms: too soon for a 1 s timeout`);
+    assert.match(proxy.stderr, /proxy: a write waited 1 s for a peer that does not read; both sides reset/);
+    // The client gets what its kernel held, then the connection is gone. (Node reports
+    // a reset that came while paused as a clean end: libuv sees the hang-up after a
+    // short read. So check that it was cut short.)
+    client.resume();
+    const seen = await h.within(5000, clientSide, 'the client\'s close');
+    assert.ok(seen.bytes < data.length, `the client got ${seen.bytes} bytes`);
+    proxy.child.kill('SIGKILL');
+    up.close();
   },
 });

@@ -389,13 +389,14 @@ def goals(results, alloc, framed):
         count, reads = alloc
         out.append((f'zero allocations per round trip ({count} in {reads:,} reads)', count / max(reads, 1),
                     count == 0))
-    # Issue 12: fairness, framed reads, pipelined HTTP.
+    # Issue 12: fairness, framed reads, pipelined HTTP. Starving is not "usually fine":
+    # the fairness goal holds only if it holds in every run, so it takes the max.
     for row, reader in [('fairness_worst', 'read()'), ('fairness_read_line_worst', 'read_line()')]:
         mine = results.get((row, 'coronet'))
         if mine:
-            worst_ms = mine['median'] / 1000
-            out.append((f'coronet: worst ping-pong round trip during a flood read by {reader} < 50 ms (ms)',
-                        worst_ms, worst_ms < 50))
+            worst_ms = mine['max'] / 1000
+            out.append((f'coronet: worst ping-pong round trip during a flood read by {reader} < 50 ms '
+                        f'in every run (ms)', worst_ms, worst_ms < 50))
     for size in FRAMED_LINE_BYTES:
         for reader in ('read_line', 'read_until', 'read_exactly'):
             entry = framed.get((size, reader))

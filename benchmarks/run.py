@@ -5,8 +5,10 @@ Every server (benchmarks/coronet, benchmarks/peers/*) speaks one protocol and is
 driven by one load client (benchmarks/peers/c/client.c), so the only thing that
 changes between columns is the server. The machine is shared and noisy, so every
 figure is also given as a ratio to the plain C epoll server measured in the same
-run. Prints a progress line per step, then a table and the goals; writes every
-sample to JSON and draws an SVG chart with gnuplot.
+run. Two steps measure coronet alone: heap allocations per round trip, and framed
+reads against read() + memchr (benchmarks/coronet/framing.cpp), whose ratio is to
+coronet's own raw reads. Prints a progress line per step, then the tables and the
+goals; writes every sample to JSON and draws an SVG chart with gnuplot.
 
     python3 benchmarks/run.py [--duration S] [--runs N] [--only LIST] [--json PATH] [--short]
 """
@@ -40,12 +42,50 @@ SYSTEM_LABELS = {
 }
 
 
-class Workload:
+class Row:
+    """One line of the table: a figure the client reports, per system.
+    `baseline` names the row whose C figure the ratio is taken against (its own by default)."""
+
+    def __init__(self, name, label, metric, unit, higher_is_better=True, baseline=None):
+        self.name, self.label, self.metric, self.unit = name, label, metric, unit
+        self.higher_is_better, self.baseline = higher_is_better, baseline or name
+
+
+class Workload(Row):
+    """What the client does to each server, and the row (or rows, `also`) it yields.
+    `systems` limits it to the servers that speak its mode; `server_args` go to each."""
+
     def __init__(self, name, label, mode, client_args, metric, unit, higher_is_better=True,
-                 pinned=False):
-        self.name, self.label, self.mode = name, label, mode
-        self.client_args, self.metric, self.unit = client_args, metric, unit
-        self.higher_is_better, self.pinned = higher_is_better, pinned
+                 pinned=False, systems=None, server_args=(), also=(), baseline=None):
+        super().__init__(name, label, metric, unit, higher_is_better, baseline)
+        self.mode, self.client_args, self.pinned = mode, client_args, pinned
+        self.systems, self.server_args, self.also = systems, list(server_args), list(also)
+
+    def rows(self):
+        return [self, *self.also]
+
+    def runs_on(self, system):
+        return self.systems is None or system in self.systems
+
+
+def fairness(name, label, systems=None, server_args=(), baseline=None):
+    """A flood and a ping-pong on one server: the ping-pong's p99 and worst round trip."""
+    return Workload(name, f'{label}: ping-pong p99', 'mixed', ['--workload', 'fairness'], 'p99_us', 'µs',
+                    higher_is_better=False, systems=systems, server_args=server_args,
+                    baseline=baseline,
+                    also=[Row(f'{name}_worst', f'{label}: worst round trip', 'worst_us', 'µs',
+                              higher_is_better=False, baseline=baseline and f'{baseline}_worst')])
+
+
+# The framed-read row: coronet's readers against read() + memchr on the same stream.
+FRAMED_LINE_BYTES = (10, 100)
+FRAMED_READERS = {
+    'read_memchr': 'read() + memchr',
+    'read_line': 'read_line()',
+    'read_until': 'read_until("\\n")',
+    'read_exactly': 'read_exactly(L)',
+}
+EXTRAS = ('allocations', 'framed')  # coronet-only steps --only can name
 
 
 def workloads(short):
@@ -65,6 +105,13 @@ def workloads(short):
         Workload('idle_memory', f'idle memory, {idle_connections:,} connections', 'echo',
                  ['--workload', 'idle', '--connections', str(idle_connections)], 'bytes_per_connection',
                  'bytes/conn', higher_is_better=False),
+        fairness('fairness', 'flood + ping-pong'),
+        # Only coronet reads its flood with read_line(); its ratio is to C's fairness row.
+        fairness('fairness_read_line', 'flood read by read_line()', systems=['coronet'],
+                 server_args=['--sink-reader', 'read_line'], baseline='fairness'),
+        Workload('http_pipelined', 'HTTP, 50 conns x 16 pipelined', 'http',
+                 ['--workload', 'http', '--connections', '50', '--depth', '16'], 'responses_per_s',
+                 'responses/s', systems=['c', 'coronet', 'node']),
     ]
 
 
@@ -82,7 +129,7 @@ def build(build_dir):
         run_quietly(['meson', 'setup', str(build_dir), '-Dbenchmarks=enabled', '-Dtests=disabled',
                      '-Dexamples=disabled', '-Dbuildtype=release', '-Db_ndebug=true'], 'meson setup')
     # Only the benchmark programs: the library's own checks are the test suite's job.
-    targets = [f'benchmarks/{t}' for t in ('c_server', 'bench_client', 'coronet_server',
+    targets = [f'benchmarks/{t}' for t in ('c_server', 'bench_client', 'coronet_server', 'coronet_framing',
                                             'asio_callbacks', 'asio_awaitable')]
     run_quietly(['ninja', '-C', str(build_dir), *targets], 'ninja')
     b = build_dir / 'benchmarks'
@@ -186,7 +233,7 @@ def client(client_path, port, workload, duration, pinned):
 
 def sample(systems, name, workload, client_path, duration):
     """One measurement of one system on one workload: (value, the client's JSON)."""
-    server = Server(systems[name], workload.mode, workload.pinned)
+    server = Server(systems[name], workload.mode, workload.pinned, workload.server_args)
     try:
         if workload.name == 'idle_memory':
             return idle_sample(server, client_path, workload)
@@ -206,8 +253,8 @@ def idle_sample(server, client_path, workload):
     finally:
         held.stdin.close()
         held.wait(60)
-    out.update(rss_before=before, rss_after=after)
-    return (after - before) / out['held'], out
+    out.update(rss_before=before, rss_after=after, bytes_per_connection=(after - before) / out['held'])
+    return out['bytes_per_connection'], out
 
 
 def allocations(systems, client_path, duration):
@@ -223,6 +270,40 @@ def allocations(systems, client_path, duration):
         server.stop()
 
 
+def framed_reads(build_dir, duration, runs):
+    """coronet's framed reads against read() + memchr on the same stream, in lines/s:
+    {(line_bytes, reader): [the program's JSON per run]}."""
+    program = str(build_dir / 'benchmarks' / 'coronet_framing')
+    out = {}
+    for size in FRAMED_LINE_BYTES:
+        for reader in FRAMED_READERS:
+            for run in range(runs):
+                result = subprocess.run([program, '--reader', reader, '--line-bytes', str(size),
+                                         '--duration', str(duration)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, timeout=duration + 60)
+                if result.returncode != 0:
+                    say(f'[framed] {size}-byte lines · {reader}: FAILED: {result.stderr.strip()}')
+                    continue
+                sample = json.loads(result.stdout.strip().splitlines()[-1])
+                out.setdefault((size, reader), []).append(sample)
+                say(f'[framed] {size}-byte lines · {FRAMED_READERS[reader]} · run {run + 1}/{runs}: '
+                    f'{sample["lines_per_s"]:,.0f} lines/s')
+    return out
+
+
+def framed_summary(framed):
+    """{(line_bytes, reader): (median, min, max, ratio to read() + memchr or None)}."""
+    summary = {}
+    for (size, reader), samples in framed.items():
+        values = [s['lines_per_s'] for s in samples]
+        summary[(size, reader)] = [statistics.median(values), min(values), max(values), None]
+    for (size, reader), entry in summary.items():
+        base = summary.get((size, 'read_memchr'))
+        if base:
+            entry[3] = entry[0] / base[0]
+    return summary
+
+
 # ---------------------------------------------------------------- reporting
 
 def summarise(samples):
@@ -236,26 +317,54 @@ def fmt(value, unit):
     return f'{value:,.0f}'
 
 
+def all_rows(loads):
+    return [row for w in loads for row in w.rows()]
+
+
+def ratio_to_c(results, row, system):
+    """The system's figure over C's on the row's baseline (>1 is better), or None."""
+    mine, base = results.get((row.name, system)), results.get((row.baseline, 'c'))
+    if not mine or not base:
+        return None
+    return mine['median'] / base['median'] if row.higher_is_better else base['median'] / mine['median']
+
+
 def table(results, loads, systems):
-    lines = [f'{"workload":<34} {"system":<20} {"median":>12} {"min - max":>25} {"vs C":>7}']
-    for w in loads:
-        base = results.get((w.name, 'c'))
-        for i, name in enumerate(systems):
-            r = results.get((w.name, name))
+    lines = [f'{"workload":<48} {"system":<20} {"median":>12} {"min - max":>25} {"vs C":>7}']
+    for row in all_rows(loads):
+        first = True
+        for name in systems:
+            r = results.get((row.name, name))
             if not r:
                 continue
-            head = f'{w.label} ({w.unit})' if i == 0 else ''
-            ratio = ''
-            if base:
-                ratio = r['median'] / base['median'] if w.higher_is_better else base['median'] / r['median']
-                ratio = f'{ratio:.2f}x'
-            lines.append(f'{head:<34} {SYSTEM_LABELS[name]:<20} {fmt(r["median"], w.unit):>12} '
-                         f'{fmt(r["min"], w.unit) + " - " + fmt(r["max"], w.unit):>25} {ratio:>7}')
+            head = f'{row.label} ({row.unit})' if first else ''
+            first = False
+            ratio = ratio_to_c(results, row, name)
+            ratio = '' if ratio is None else f'{ratio:.2f}x'
+            lines.append(f'{head:<48} {SYSTEM_LABELS[name]:<20} {fmt(r["median"], row.unit):>12} '
+                         f'{fmt(r["min"], row.unit) + " - " + fmt(r["max"], row.unit):>25} {ratio:>7}')
     return '\n'.join(lines)
 
 
-def goals(results, alloc):
-    """The goals of the benchmark issue: (text, met or None when not measured)."""
+def framed_table(summary):
+    lines = [f'{"coronet framed reads (lines/s)":<34} {"reader":<20} {"median":>12} {"min - max":>25} '
+             f'{"vs read() + memchr":>19}']
+    for size in FRAMED_LINE_BYTES:
+        first = True
+        for reader, label in FRAMED_READERS.items():
+            entry = summary.get((size, reader))
+            if not entry:
+                continue
+            median, lo, hi, ratio = entry
+            head = f'{size}-byte lines' if first else ''
+            first = False
+            lines.append(f'{head:<34} {label:<20} {median:>12,.0f} {f"{lo:,.0f} - {hi:,.0f}":>25} '
+                         f'{"" if ratio is None else f"{ratio:.2f}x":>19}')
+    return '\n'.join(lines)
+
+
+def goals(results, alloc, framed):
+    """The goals of the benchmark issues: (text, value, met or None when not measured)."""
     def ratio(workload, other):
         a, b = results.get((workload, 'coronet')), results.get((workload, other))
         return a['median'] / b['median'] if a and b else None
@@ -280,6 +389,22 @@ def goals(results, alloc):
         count, reads = alloc
         out.append((f'zero allocations per round trip ({count} in {reads:,} reads)', count / max(reads, 1),
                     count == 0))
+    # Issue 12: fairness, framed reads, pipelined HTTP. Starving is not "usually fine":
+    # the fairness goal holds only if it holds in every run, so it takes the max.
+    for row, reader in [('fairness_worst', 'read()'), ('fairness_read_line_worst', 'read_line()')]:
+        mine = results.get((row, 'coronet'))
+        if mine:
+            worst_ms = mine['max'] / 1000
+            out.append((f'coronet: worst ping-pong round trip during a flood read by {reader} < 50 ms '
+                        f'in every run (ms)', worst_ms, worst_ms < 50))
+    for size in FRAMED_LINE_BYTES:
+        for reader in ('read_line', 'read_until', 'read_exactly'):
+            entry = framed.get((size, reader))
+            if entry and entry[3] is not None:
+                out.append((f'{FRAMED_READERS[reader]} >= 0.5x read() + memchr on {size}-byte lines',
+                            entry[3], entry[3] >= 0.5))
+    r = ratio('http_pipelined', 'node')
+    out.append(('coronet >= 1.0x Node on 16-deep pipelined HTTP', r, None if r is None else r >= 1.0))
     return out
 
 
@@ -293,20 +418,11 @@ def chart(results, loads, systems, path):
     others = [s for s in systems if s != 'c']
     with open(data, 'w') as f:
         f.write('workload ' + ' '.join(f'"{SYSTEM_LABELS[s]}"' for s in others) + '\n')
-        for w in loads:
-            base = results.get((w.name, 'c'))
-            if not base:
+        for row in all_rows(loads):
+            if not results.get((row.baseline, 'c')):
                 continue
-            row = []
-            for s in others:
-                r = results.get((w.name, s))
-                if not r:
-                    row.append('0')
-                elif w.higher_is_better:
-                    row.append(f'{r["median"] / base["median"]:.3f}')
-                else:
-                    row.append(f'{base["median"] / r["median"]:.3f}')
-            f.write(f'"{w.name}" ' + ' '.join(row) + '\n')
+            ratios = [ratio_to_c(results, row, s) for s in others]
+            f.write(f'"{row.name}" ' + ' '.join('0' if r is None else f'{r:.3f}' for r in ratios) + '\n')
     script = f'''
 set terminal svg size 1100,500 dynamic font "sans,11"
 set output "{path}"
@@ -328,25 +444,34 @@ plot for [i=2:{len(others) + 1}] "{data}" using i:xtic(1) title columnhead(i)
     return path
 
 
-def markdown(results, loads, order, checks, heading):
-    """The table as Markdown, for the README: each cell is the median and its ratio to C."""
+def markdown(results, loads, order, framed, checks, heading):
+    """The tables as Markdown, for the README: each cell is the median and its ratio to C."""
     lines = [heading, '',
              '| workload | ' + ' | '.join(SYSTEM_LABELS[s] for s in order) + ' |',
              '|---|' + '---:|' * len(order)]
-    for w in loads:
-        base = results.get((w.name, 'c'))
+    for row in all_rows(loads):
         cells = []
         for s in order:
-            r = results.get((w.name, s))
+            r = results.get((row.name, s))
             if not r:
                 cells.append('—')
                 continue
-            cell = fmt(r['median'], w.unit)
-            if base and s != 'c':
-                ratio = r['median'] / base['median'] if w.higher_is_better else base['median'] / r['median']
+            cell = fmt(r['median'], row.unit)
+            ratio = ratio_to_c(results, row, s)
+            if ratio is not None and s != 'c':
                 cell += f' ({ratio:.2f}x)'
             cells.append(f'**{cell}**' if s == 'coronet' else cell)
-        lines.append(f'| {w.label} ({w.unit}) | ' + ' | '.join(cells) + ' |')
+        lines.append(f'| {row.label} ({row.unit}) | ' + ' | '.join(cells) + ' |')
+    if framed:
+        lines += ['', '| coronet framed reads (lines/s) | ' + ' | '.join(FRAMED_READERS.values()) + ' |',
+                  '|---|' + '---:|' * len(FRAMED_READERS)]
+        for size in FRAMED_LINE_BYTES:
+            cells = []
+            for reader in FRAMED_READERS:
+                entry = framed.get((size, reader))
+                cells.append('—' if not entry else f'{entry[0]:,.0f}' + (
+                    '' if reader == 'read_memchr' or entry[3] is None else f' ({entry[3]:.2f}x)'))
+            lines.append(f'| {size}-byte lines | ' + ' | '.join(cells) + ' |')
     lines += ['', 'Goals:', '']
     for text, value, met in checks:
         if met is not None:
@@ -372,10 +497,11 @@ def main():
     parser.add_argument('--duration', type=float, help='seconds per sample (default 2; 0.5 with --short)')
     parser.add_argument('--runs', type=int, help='samples per workload and system (default 3; 1 with --short)')
     parser.add_argument('--only', help='comma-separated workloads and/or systems to run, e.g. '
-                        'bulk,pingpong or coronet,c (C is always kept: it is the reference)')
+                        'bulk,pingpong or coronet,c (C is always kept: it is the reference); '
+                        f'{", ".join(EXTRAS)} name the coronet-only steps')
     parser.add_argument('--json', type=Path, default=ROOT / 'build/bench/results.json',
                         help='where to write every sample (default build/bench/results.json)')
-    parser.add_argument('--short', action='store_true', help='one short sample each: under a minute')
+    parser.add_argument('--short', action='store_true', help='one short sample each: about a minute')
     parser.add_argument('--build-dir', type=Path, default=ROOT / 'build/bench')
     args = parser.parse_args()
     duration = args.duration or (0.5 if args.short else 2.0)
@@ -386,27 +512,34 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    systems = build(args.build_dir.resolve())
+    build_dir = args.build_dir.resolve()
+    systems = build(build_dir)
     loads = workloads(args.short)
+    wanted_steps = set()  # workloads and coronet-only steps named by --only; empty: all
     if args.only:
         wanted = set(args.only.split(','))
-        unknown = wanted - {w.name for w in loads} - set(SYSTEM_LABELS) - {'allocations'}
+        unknown = wanted - {w.name for w in loads} - set(SYSTEM_LABELS) - set(EXTRAS)
         if unknown:
             sys.exit(f'--only: unknown {", ".join(sorted(unknown))}; workloads are '
-                     f'{", ".join(w.name for w in loads)}, allocations; systems are {", ".join(SYSTEM_LABELS)}')
-        if wanted & {w.name for w in loads} or 'allocations' in wanted:
-            loads = [w for w in loads if w.name in wanted]
+                     f'{", ".join(w.name for w in loads)}, {", ".join(EXTRAS)}; '
+                     f'systems are {", ".join(SYSTEM_LABELS)}')
+        wanted_steps = wanted & ({w.name for w in loads} | set(EXTRAS))
+        if wanted_steps:
+            loads = [w for w in loads if w.name in wanted_steps]
         if wanted & set(SYSTEM_LABELS):
             systems = {k: v for k, v in systems.items() if k in wanted or k == 'c'}
     order = [s for s in SYSTEM_LABELS if s in systems]
-    client_path = str(args.build_dir.resolve() / 'benchmarks' / 'bench_client')
+    client_path = str(build_dir / 'benchmarks' / 'bench_client')
+
+    def step_wanted(name):
+        return 'coronet' in systems and (not wanted_steps or name in wanted_steps)
 
     results, raw = {}, []
-    steps = sum((1 if w.name == 'idle_memory' else runs) for w in loads) * len(order)
+    steps = sum((1 if w.name == 'idle_memory' else runs) * sum(map(w.runs_on, order)) for w in loads)
     step = 0
     started = time.monotonic()
     for w in loads:
-        for name in order:
+        for name in filter(w.runs_on, order):
             samples = []
             for run in range(1 if w.name == 'idle_memory' else runs):
                 step += 1
@@ -415,21 +548,28 @@ def main():
                 except Exception as e:  # a peer failing must not lose the others' figures
                     say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}: FAILED: {e}')
                     continue
-                samples.append({'value': value, 'client': out})
+                samples.append(out)
+                also = ''.join(f', {row.metric} {fmt(out[row.metric], row.unit)} {row.unit}' for row in w.also)
                 say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}/{runs}: '
-                    f'{fmt(value, w.unit)} {w.unit}')
-            if samples:
-                median, lo, hi = summarise(samples)
-                results[(w.name, name)] = {'median': median, 'min': lo, 'max': hi}
-                raw.append({'workload': w.name, 'system': name, 'metric': w.metric, 'unit': w.unit,
-                            'higher_is_better': w.higher_is_better, 'samples': samples,
+                    f'{fmt(value, w.unit)} {w.unit}{also}')
+            if not samples:
+                continue
+            for row in w.rows():
+                values = [{'value': out[row.metric], 'client': out} for out in samples]
+                median, lo, hi = summarise(values)
+                results[(row.name, name)] = {'median': median, 'min': lo, 'max': hi}
+                raw.append({'workload': row.name, 'system': name, 'metric': row.metric, 'unit': row.unit,
+                            'higher_is_better': row.higher_is_better, 'samples': values,
                             'median': median, 'min': lo, 'max': hi})
 
     alloc = None
-    if 'coronet' in systems and (not args.only or 'allocations' in args.only.split(',')
-                                 or not set(args.only.split(',')) & ({w.name for w in workloads(False)})):
+    if step_wanted('allocations'):
         alloc = allocations(systems, client_path, max(duration, 1.0))
         say(f'[allocations] coronet: {alloc[0]} heap allocations in {alloc[1]:,} steady-state reads')
+    framed_raw, framed = {}, {}
+    if step_wanted('framed'):
+        framed_raw = framed_reads(build_dir, duration, runs)
+        framed = framed_summary(framed_raw)
 
     elapsed = time.monotonic() - started
     info = machine()
@@ -440,9 +580,12 @@ def main():
     say(f'every server is driven by the same C client over 127.0.0.1 with TCP_NODELAY')
     say('')
     say(table(results, loads, order))
+    if framed:
+        say('')
+        say(framed_table(framed))
     say('')
     say('goals:')
-    checks = goals(results, alloc)
+    checks = goals(results, alloc, framed)
     for text, value, met in checks:
         if met is not None:
             say(f'  {"pass " if met else "short"}  {text} ({value:.3f})')
@@ -454,11 +597,15 @@ def main():
         'date': when, 'machine': info, 'duration': duration, 'runs': runs,
         'results': raw,
         'allocations': None if not alloc else {'count': alloc[0], 'reads': alloc[1]},
+        'framed_reads': [{'line_bytes': size, 'reader': reader, 'metric': 'lines_per_s', 'unit': 'lines/s',
+                          'samples': framed_raw[(size, reader)], 'median': entry[0], 'min': entry[1],
+                          'max': entry[2], 'ratio_to_read_memchr': entry[3]}
+                         for (size, reader), entry in framed.items()],
         'goals': [{'goal': t, 'value': v, 'met': m} for t, v, m in checks],
     }, indent=1))
     say(f'\nwrote {args.json}')
     md = args.json.with_suffix('.md')
-    md.write_text(markdown(results, loads, order, checks,
+    md.write_text(markdown(results, loads, order, framed, checks,
                            f'{when[:10]}, {info["cores"]} cores ({info["cpu"]}), Linux {info["kernel"]}, '
                            f'{runs} x {duration:g} s per cell; median (ratio to C, higher is better)'))
     say(f'wrote {md}')

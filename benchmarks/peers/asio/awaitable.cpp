@@ -2,7 +2,7 @@
 // (asio::awaitable and use_awaitable): the protocol every peer in
 // benchmarks/peers/ speaks (see benchmarks/README.md), written as an Asio user
 // would who wants coroutines without coronet.
-//   asio_awaitable --mode echo|sink --port PORT
+//   asio_awaitable --mode echo|sink|mixed --port PORT
 //
 // One io_context run by one thread; one coroutine and one 64 KiB buffer per
 // connection. It is the closest peer to coronet: what coronet adds on top of it
@@ -22,15 +22,16 @@ namespace {
 using asio::ip::tcp;
 
 constexpr std::string_view usage =
-    "usage: asio_awaitable --mode echo|sink --port PORT\n"
-    "  echo: every byte back, FIN mirrored once flushed.\n"
-    "  sink: discard until FIN, then reply with the byte count and a newline.\n"
+    "usage: asio_awaitable --mode echo|sink|mixed --port PORT\n"
+    "  echo:  every byte back, FIN mirrored once flushed.\n"
+    "  sink:  discard until FIN, then reply with the byte count and a newline.\n"
+    "  mixed: a connection whose first byte is 'F' is a sink, any other an echo.\n"
     "  Prints 'listening on 127.0.0.1:PORT' first; SIGTERM or SIGINT stops it.\n";
 
 constexpr int backlog = 4096;
 constexpr std::size_t buffer_size = 64 * 1024;
 
-enum class Mode { echo, sink };
+enum class Mode { echo, sink, mixed };
 
 // Errors (ECONNRESET...) end this connection's coroutine and no other; the
 // error_code form keeps them off the exception path.
@@ -44,6 +45,8 @@ asio::awaitable<void> serve(tcp::socket socket, Mode mode) {
     const std::size_t n =
         co_await socket.async_read_some(asio::buffer(buffer.get(), buffer_size), token);
     if (ec) break;
+    // The fairness row's flood starts with 'F'; its ping-pong does not.
+    if (mode == Mode::mixed) mode = buffer[0] == 'F' ? Mode::sink : Mode::echo;
     if (mode == Mode::sink) {
       received += n;
       continue;
@@ -92,9 +95,11 @@ Mode parse_args(int argc, char** argv, int& port) {
       bad_usage("unknown argument " + std::string(a));
     }
   }
-  if (mode != "echo" && mode != "sink") bad_usage("--mode must be echo or sink");
   if (port < 0 || port > 65535) bad_usage("--port is required (0..65535)");
-  return mode == "echo" ? Mode::echo : Mode::sink;
+  if (mode == "echo") return Mode::echo;
+  if (mode == "sink") return Mode::sink;
+  if (mode != "mixed") bad_usage("--mode must be echo, sink or mixed");
+  return Mode::mixed;
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The benchmark server on raw standalone Asio with completion-handler callbacks:
 // the protocol every peer in benchmarks/peers/ speaks (see benchmarks/README.md),
 // written as an Asio user would for speed, with no coroutines.
-//   asio_callbacks --mode echo|sink --port PORT
+//   asio_callbacks --mode echo|sink|mixed --port PORT
 //
 // One io_context run by one thread. Each connection owns one 64 KiB buffer for
 // its whole life, and a shared_ptr captured by the pending handler keeps it alive.
@@ -20,15 +20,16 @@ namespace {
 using asio::ip::tcp;
 
 constexpr std::string_view usage =
-    "usage: asio_callbacks --mode echo|sink --port PORT\n"
-    "  echo: every byte back, FIN mirrored once flushed.\n"
-    "  sink: discard until FIN, then reply with the byte count and a newline.\n"
+    "usage: asio_callbacks --mode echo|sink|mixed --port PORT\n"
+    "  echo:  every byte back, FIN mirrored once flushed.\n"
+    "  sink:  discard until FIN, then reply with the byte count and a newline.\n"
+    "  mixed: a connection whose first byte is 'F' is a sink, any other an echo.\n"
     "  Prints 'listening on 127.0.0.1:PORT' first; SIGTERM or SIGINT stops it.\n";
 
 constexpr int backlog = 4096;
 constexpr std::size_t buffer_size = 64 * 1024;
 
-enum class Mode { echo, sink };
+enum class Mode { echo, sink, mixed };
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
@@ -52,6 +53,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_read(std::error_code ec, std::size_t n) {
     if (ec == asio::error::eof) return finish();
     if (ec) return;
+    // The fairness row's flood starts with 'F'; its ping-pong does not.
+    if (mode_ == Mode::mixed) mode_ = buffer_[0] == 'F' ? Mode::sink : Mode::echo;
     if (mode_ == Mode::sink) {
       received_ += n;
       return read();
@@ -125,9 +128,11 @@ Mode parse_args(int argc, char** argv, int& port) {
       bad_usage("unknown argument " + std::string(a));
     }
   }
-  if (mode != "echo" && mode != "sink") bad_usage("--mode must be echo or sink");
   if (port < 0 || port > 65535) bad_usage("--port is required (0..65535)");
-  return mode == "echo" ? Mode::echo : Mode::sink;
+  if (mode == "echo") return Mode::echo;
+  if (mode == "sink") return Mode::sink;
+  if (mode != "mixed") bad_usage("--mode must be echo, sink or mixed");
+  return Mode::mixed;
 }
 
 }  // namespace

@@ -1,20 +1,22 @@
 /*
  * bench_client: the load generator every benchmark server is driven by.
  *
- *   bench_client --port P --workload bulk|pingpong|concurrency|connrate|idle
- *                [--duration SECONDS] [--connections N] [--size BYTES]
+ *   bench_client --port P --workload bulk|pingpong|concurrency|connrate|idle|fairness|http
+ *                [--duration SECONDS] [--connections N] [--size BYTES] [--depth N]
  *
- * Plain C, one thread, so the client costs the same whichever server it
- * drives. It prints exactly one JSON object on one line on stdout; on any
+ * Plain C, one thread (two for fairness: the flood and the ping-pong), so the
+ * client costs the same whichever server it drives. It prints exactly one JSON object on one line on stdout; on any
  * error it prints a message on stderr and exits 1. No run can hang: every
  * blocking socket carries a 10 s timeout and the epoll loop gives up after
  * 10 s without an event.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,12 +30,18 @@
 
 enum { BULK_CHUNK = 64 * 1024, STALL_SECONDS = 10, FD_HEADROOM = 32 };
 
+/* The flood's lines: long enough that a line-framed server is not all
+ * per-line overhead, and BULK_CHUNK / FLOOD_LINE whole lines per write so
+ * every write continues the line structure. */
+enum { FLOOD_LINE = 100, FLOOD_CHUNK = BULK_CHUNK / FLOOD_LINE * FLOOD_LINE };
+
 struct options {
     int port;
     const char *workload;
     double duration;
     long connections; /* 0: the workload's default */
     size_t size;
+    long depth; /* http: requests per pipelined batch */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -199,7 +207,13 @@ enum { HIST_BUCKET_NS = 100, HIST_BUCKETS = 1000000 };
 struct histogram {
     uint32_t *counts; /* HIST_BUCKETS + 1 entries, the last is overflow */
     uint64_t total;
+    double worst;     /* seconds, exact: the overflow bucket hides it */
 };
+
+static struct histogram hist_new(void)
+{
+    return (struct histogram){ xcalloc(HIST_BUCKETS + 1, sizeof(uint32_t)), 0, 0.0 };
+}
 
 static void hist_add(struct histogram *h, double seconds)
 {
@@ -207,33 +221,41 @@ static void hist_add(struct histogram *h, double seconds)
     size_t i = bucket < HIST_BUCKETS ? (size_t)bucket : HIST_BUCKETS;
     h->counts[i]++;
     h->total++;
+    if (seconds > h->worst) h->worst = seconds;
 }
 
-/* Upper edge of the bucket holding the q-quantile, in microseconds. */
+/* Upper edge of the bucket holding the q-quantile, in microseconds; past the
+ * last bucket, the worst sample itself. */
 static double hist_quantile_us(const struct histogram *h, double q)
 {
     uint64_t rank = (uint64_t)(q * (double)h->total), seen = 0;
-    for (size_t i = 0; i <= HIST_BUCKETS; i++) {
+    for (size_t i = 0; i < HIST_BUCKETS; i++) {
         seen += h->counts[i];
         if (seen > rank) return (double)(i + 1) * HIST_BUCKET_NS / 1000.0;
     }
-    return (double)(HIST_BUCKETS + 1) * HIST_BUCKET_NS / 1000.0;
+    return h->worst * 1e6;
+}
+
+/* One request of `size` bytes and its echo, timed into the histogram.
+ * Returns the time it finished. */
+static double timed_round_trip(int fd, const char *out, char *in, size_t size, struct histogram *h)
+{
+    double sent_at = now_s();
+    write_all(fd, out, size); /* blocking: fine while size fits the socket buffers */
+    read_exact(fd, in, size);
+    double t = now_s();
+    hist_add(h, t - sent_at);
+    return t;
 }
 
 static void run_pingpong(const struct options *o)
 {
     int fd = connect_or_die(o->port);
     char *out = xcalloc(1, o->size), *in = xcalloc(1, o->size);
-    struct histogram h = { xcalloc(HIST_BUCKETS + 1, sizeof *h.counts), 0 };
+    struct histogram h = hist_new();
     memset(out, 'p', o->size);
     double start = now_s(), deadline = start + o->duration, t = start;
-    while (t < deadline) {
-        double sent_at = t;
-        write_all(fd, out, o->size); /* blocking: fine while size fits the socket buffers */
-        read_exact(fd, in, o->size);
-        t = now_s();
-        hist_add(&h, t - sent_at);
-    }
+    while (t < deadline) t = timed_round_trip(fd, out, in, o->size, &h);
     double seconds = t - start;
     close(fd);
     printf("{\"workload\":\"pingpong\",\"round_trips\":%llu,\"seconds\":%.6f,"
@@ -242,11 +264,101 @@ static void run_pingpong(const struct options *o)
            hist_quantile_us(&h, 0.50), hist_quantile_us(&h, 0.99));
 }
 
+/* --------------------------------------------------------------- fairness */
+
+/* A flood on one connection and a ping-pong on another, to the same server
+ * in `mixed` mode: the flood's first byte ('F') makes the server discard that
+ * connection, the ping-pong is echoed. A fair server keeps answering the
+ * ping-pong within a few milliseconds however fast the flood arrives. */
+struct flood {
+    int port;
+    double duration;
+    pthread_mutex_t lock;
+    pthread_cond_t started_cond;
+    int started;         /* under lock: the first flood write is in     */
+    atomic_int finished; /* the last flood write is in                  */
+    unsigned long long sent;
+    double seconds;      /* first write to last write                   */
+};
+
+static void flood_signal_started(struct flood *f)
+{
+    pthread_mutex_lock(&f->lock);
+    f->started = 1;
+    pthread_cond_signal(&f->started_cond);
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void flood_wait_started(struct flood *f)
+{
+    pthread_mutex_lock(&f->lock);
+    while (!f->started) pthread_cond_wait(&f->started_cond, &f->lock);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Writes newline-terminated lines as fast as the server takes them until
+ * the duration is over, then FIN, and checks the server's byte count. */
+static void *flood_main(void *arg)
+{
+    struct flood *f = arg;
+    int fd = connect_or_die(f->port);
+    char *buf = xcalloc(1, FLOOD_CHUNK);
+    for (size_t i = 0; i < FLOOD_CHUNK; i++) buf[i] = (i + 1) % FLOOD_LINE == 0 ? '\n' : 'F';
+    double start = now_s(), deadline = start + f->duration;
+    write_all(fd, buf, FLOOD_CHUNK);
+    f->sent = FLOOD_CHUNK;
+    flood_signal_started(f);
+    while (now_s() < deadline) {
+        write_all(fd, buf, FLOOD_CHUNK);
+        f->sent += FLOOD_CHUNK;
+    }
+    f->seconds = now_s() - start;
+    atomic_store(&f->finished, 1);
+    if (shutdown(fd, SHUT_WR) < 0) fail("shutdown: %s", strerror(errno));
+    unsigned long long counted = read_count_line(fd);
+    if (counted != f->sent) fail("fairness: flooded %llu bytes but the server counted %llu", f->sent, counted);
+    close(fd);
+    free(buf);
+    return NULL;
+}
+
+static void run_fairness(const struct options *o)
+{
+    int fd = connect_or_die(o->port);
+    char *out = xcalloc(1, o->size), *in = xcalloc(1, o->size);
+    struct histogram h = hist_new(), warm = hist_new();
+    memset(out, 'p', o->size);
+    /* The first round trip proves the ping-pong connection is accepted and
+     * served before the flood begins. */
+    timed_round_trip(fd, out, in, o->size, &warm);
+
+    struct flood f = { .port = o->port, .duration = o->duration };
+    pthread_mutex_init(&f.lock, NULL);
+    pthread_cond_init(&f.started_cond, NULL);
+    pthread_t flooder;
+    if (pthread_create(&flooder, NULL, flood_main, &f) != 0) fail("pthread_create failed");
+    flood_wait_started(&f);
+    /* A round trip that began during the flood counts, however late it ends:
+     * the one a starved server answers only after the flood is the worst. */
+    double start = now_s();
+    while (!atomic_load(&f.finished)) timed_round_trip(fd, out, in, o->size, &h);
+    double seconds = now_s() - start;
+    pthread_join(flooder, NULL);
+    close(fd);
+    printf("{\"workload\":\"fairness\",\"round_trips\":%llu,\"seconds\":%.6f,"
+           "\"round_trips_per_s\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"worst_us\":%.2f,"
+           "\"flood_bytes\":%llu,\"flood_gbytes_per_s\":%.4f}\n",
+           (unsigned long long)h.total, seconds, (double)h.total / seconds,
+           hist_quantile_us(&h, 0.50), hist_quantile_us(&h, 0.99), h.worst * 1e6, f.sent,
+           (double)f.sent / f.seconds / 1e9);
+}
+
 /* ------------------------------------------------------------ concurrency */
 
-/* One connection's place in its current round trip. Reads continue while a
- * large message is still being written, so a server that respects
- * backpressure can never deadlock against us. */
+/* One connection's place in its current round trip (one message out, its
+ * answer back; for http a batch of pipelined requests and their responses).
+ * Reads continue while a large message is still being written, so a server
+ * that respects backpressure can never deadlock against us. */
 struct peer {
     int fd;
     size_t sent, received;
@@ -255,8 +367,9 @@ struct peer {
 
 struct pool {
     int epoll;
-    size_t size;
+    size_t out_size, in_size; /* bytes sent and expected back per round trip */
     const char *out;
+    const char *expect;       /* what must come back, NULL: not checked    */
     char *scratch;
     unsigned long long round_trips;
     long in_flight; /* peers with a round trip under way             */
@@ -274,28 +387,31 @@ static void peer_watch(struct pool *p, struct peer *peer, int op, int want_out)
  * the kernel is full. */
 static void peer_send(struct pool *p, struct peer *peer)
 {
-    while (peer->sent < p->size) {
-        ssize_t n = send(peer->fd, p->out + peer->sent, p->size - peer->sent, MSG_NOSIGNAL);
+    while (peer->sent < p->out_size) {
+        ssize_t n = send(peer->fd, p->out + peer->sent, p->out_size - peer->sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         if (n < 0) fail("write: %s", strerror(errno));
         peer->sent += (size_t)n;
     }
-    int want_out = peer->sent < p->size;
+    int want_out = peer->sent < p->out_size;
     if (want_out != peer->want_out) peer_watch(p, peer, EPOLL_CTL_MOD, want_out);
 }
 
-/* Drains the echo; a completed round trip immediately starts the next. */
+/* Drains the answer; a completed round trip immediately starts the next. */
 static void peer_receive(struct pool *p, struct peer *peer)
 {
-    ssize_t n = recv(peer->fd, p->scratch, p->size - peer->received, 0);
+    ssize_t n = recv(peer->fd, p->scratch, p->in_size - peer->received, 0);
     if (n == 0) fail("read: server closed the connection early");
     if (n < 0) {
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return;
         fail("read: %s", strerror(errno));
     }
+    if (p->expect && memcmp(p->scratch, p->expect + peer->received, (size_t)n) != 0)
+        fail("read: the server's answer differs from the expected one at byte %zu of the round trip",
+             peer->received);
     peer->received += (size_t)n;
-    if (peer->received < p->size) return;
+    if (peer->received < p->in_size) return;
     p->round_trips++;
     peer->sent = peer->received = 0;
     if (p->draining) p->in_flight--;
@@ -322,7 +438,7 @@ static void pump_until(struct pool *p, double deadline)
         int n = epoll_wait(p->epoll, events, 256, STALL_SECONDS * 1000);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) fail("epoll_wait: %s", strerror(errno));
-        if (n == 0) fail("concurrency: server stopped answering for %d s", STALL_SECONDS);
+        if (n == 0) fail("server stopped answering for %d s", STALL_SECONDS);
         for (int i = 0; i < n; i++) {
             struct peer *peer = events[i].data.ptr;
             if (events[i].events & EPOLLOUT) peer_send(p, peer);
@@ -331,33 +447,79 @@ static void pump_until(struct pool *p, double deadline)
     } while (now_s() < deadline);
 }
 
-static void run_concurrency(const struct options *o)
+/* Runs round trips on every connection for the duration, then lets the
+ * rounds under way come home. Returns the round trips done in time and sets
+ * *seconds to the time they took. */
+static unsigned long long run_pool(struct pool *p, int port, long count, double duration,
+                                   double *seconds)
 {
-    long count = o->connections ? o->connections : 100;
     raise_nofile(count);
-    struct pool p = { .epoll = epoll_create1(EPOLL_CLOEXEC), .size = o->size };
-    if (p.epoll < 0) fail("epoll_create1: %s", strerror(errno));
-    char *out = xcalloc(1, o->size);
-    memset(out, 'c', o->size);
-    p.out = out;
-    p.scratch = xcalloc(1, o->size);
-    struct peer *peers = connect_peers(&p, o->port, count);
+    p->epoll = epoll_create1(EPOLL_CLOEXEC);
+    if (p->epoll < 0) fail("epoll_create1: %s", strerror(errno));
+    p->scratch = xcalloc(1, p->in_size);
+    struct peer *peers = connect_peers(p, port, count);
 
     double start = now_s();
-    for (long i = 0; i < count; i++) peer_send(&p, &peers[i]);
-    p.in_flight = count;
-    pump_until(&p, start + o->duration);
-    unsigned long long round_trips = p.round_trips;
-    double seconds = now_s() - start;
+    for (long i = 0; i < count; i++) peer_send(p, &peers[i]);
+    p->in_flight = count;
+    pump_until(p, start + duration);
+    unsigned long long round_trips = p->round_trips;
+    *seconds = now_s() - start;
 
     /* Let the rounds under way come home before closing, so no socket is
      * closed with unread data (which would reset it instead of a FIN). */
-    p.draining = 1;
-    while (p.in_flight > 0) pump_until(&p, 0);
+    p->draining = 1;
+    while (p->in_flight > 0) pump_until(p, 0);
     for (long i = 0; i < count; i++) close(peers[i].fd);
+    close(p->epoll);
+    free(peers);
+    return round_trips;
+}
+
+static void run_concurrency(const struct options *o)
+{
+    long count = o->connections ? o->connections : 100;
+    char *out = xcalloc(1, o->size);
+    memset(out, 'c', o->size);
+    struct pool p = { .out_size = o->size, .in_size = o->size, .out = out };
+    double seconds;
+    unsigned long long round_trips = run_pool(&p, o->port, count, o->duration, &seconds);
     printf("{\"workload\":\"concurrency\",\"connections\":%ld,\"round_trips\":%llu,"
            "\"seconds\":%.6f,\"round_trips_per_s\":%.1f}\n",
            count, round_trips, seconds, (double)round_trips / seconds);
+}
+
+/* ------------------------------------------------------------------- http */
+
+/* What wrk's pipeline script does: each connection sends `depth` GET requests
+ * in one write, waits for all their responses, and starts over. Every server
+ * in `http` mode answers each request with exactly HTTP_RESPONSE, so the
+ * responses are counted and checked byte for byte without an HTTP parser. */
+static const char HTTP_REQUEST[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+static const char HTTP_RESPONSE[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+static char *repeat(const char *text, long times)
+{
+    size_t len = strlen(text);
+    char *out = xcalloc((size_t)times, len);
+    for (long i = 0; i < times; i++) memcpy(out + (size_t)i * len, text, len);
+    return out;
+}
+
+static void run_http(const struct options *o)
+{
+    long count = o->connections ? o->connections : 50;
+    long depth = o->depth;
+    struct pool p = { .out_size = (size_t)depth * strlen(HTTP_REQUEST),
+                      .in_size = (size_t)depth * strlen(HTTP_RESPONSE),
+                      .out = repeat(HTTP_REQUEST, depth),
+                      .expect = repeat(HTTP_RESPONSE, depth) };
+    double seconds;
+    unsigned long long batches = run_pool(&p, o->port, count, o->duration, &seconds);
+    unsigned long long responses = batches * (unsigned long long)depth;
+    printf("{\"workload\":\"http\",\"connections\":%ld,\"depth\":%ld,\"responses\":%llu,"
+           "\"seconds\":%.6f,\"responses_per_s\":%.1f}\n",
+           count, depth, responses, seconds, (double)responses / seconds);
 }
 
 /* --------------------------------------------------------------- connrate */
@@ -428,8 +590,12 @@ static void run_idle(const struct options *o)
 
 static void usage(FILE *out)
 {
-    fputs("usage: bench_client --port P --workload bulk|pingpong|concurrency|connrate|idle\n"
-          "                    [--duration SECONDS] [--connections N] [--size BYTES]\n",
+    fputs("usage: bench_client --port P --workload bulk|pingpong|concurrency|connrate|idle|fairness|http\n"
+          "                    [--duration SECONDS] [--connections N] [--size BYTES] [--depth N]\n"
+          "  fairness: a flood of 100-byte lines (first byte 'F') on one connection and a\n"
+          "            ping-pong of --size bytes on another; needs a server in mixed mode\n"
+          "  http:     --connections (50) each send --depth (16) pipelined GETs per batch;\n"
+          "            needs a server in http mode\n",
           out);
 }
 
@@ -456,7 +622,7 @@ static long parse_integer(const char *text, long min, long max)
 
 static void parse_args(int argc, char **argv, struct options *o)
 {
-    *o = (struct options){ .port = -1, .duration = 3.0, .size = 64 };
+    *o = (struct options){ .port = -1, .duration = 3.0, .size = 64, .depth = 16 };
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0) {
@@ -470,6 +636,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         else if (strcmp(arg, "--duration") == 0) o->duration = parse_number(val, 1e-3, 86400);
         else if (strcmp(arg, "--connections") == 0) o->connections = parse_integer(val, 1, 10000000);
         else if (strcmp(arg, "--size") == 0) o->size = (size_t)parse_integer(val, 1, 1L << 30);
+        else if (strcmp(arg, "--depth") == 0) o->depth = parse_integer(val, 1, 4096);
         else bad_usage();
     }
     if (o->port < 0 || !o->workload) bad_usage();
@@ -484,7 +651,8 @@ int main(int argc, char **argv)
         void (*run)(const struct options *);
     } workloads[] = {
         { "bulk", run_bulk },           { "pingpong", run_pingpong }, { "concurrency", run_concurrency },
-        { "connrate", run_connrate },   { "idle", run_idle },
+        { "connrate", run_connrate },   { "idle", run_idle },         { "fairness", run_fairness },
+        { "http", run_http },
     };
     for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++) {
         if (strcmp(o.workload, workloads[i].name) == 0) {

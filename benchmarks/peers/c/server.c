@@ -1,11 +1,14 @@
 /*
  * Reference benchmark server: plain C, epoll, non-blocking sockets, one thread.
  *
- *   server --mode echo|sink --port PORT
+ *   server --mode echo|sink|mixed|http --port PORT
  *
- * echo: every byte read is written back in order; after the peer's FIN the
- *       server flushes what it still owes and closes.
- * sink: counts bytes until FIN, then answers "<count>\n" and closes.
+ * echo:  every byte read is written back in order; after the peer's FIN the
+ *        server flushes what it still owes and closes.
+ * sink:  counts bytes until FIN, then answers "<count>\n" and closes.
+ * mixed: a connection whose first byte is 'F' is a sink, any other an echo.
+ * http:  answers every request head (up to "\r\n\r\n") with one fixed
+ *        HTTP/1.1 response; all the responses to one read leave in one send.
  *
  * This is the baseline every other server (coronet, Node, Go) is compared to,
  * so it does the plain, fast thing: level-triggered epoll, a 64 KiB buffer per
@@ -31,7 +34,10 @@ enum { BUF_SIZE = 64 * 1024, MAX_EVENTS = 256, BACKLOG = 4096 };
 /* Reads per readiness event: bounded so one busy peer cannot starve the rest. */
 enum { READS_PER_EVENT = 16 };
 
-enum mode { MODE_ECHO, MODE_SINK };
+enum mode { MODE_ECHO, MODE_SINK, MODE_MIXED, MODE_HTTP };
+
+static const char HTTP_RESPONSE[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+enum { HTTP_RESPONSE_LEN = sizeof HTTP_RESPONSE - 1, HTTP_OUT_SIZE = 64 * 1024 };
 enum kind { KIND_LISTENER, KIND_SIGNAL, KIND_CONN };
 
 /* Every epoll registration points at a struct starting with its kind. */
@@ -42,8 +48,11 @@ struct handle {
 
 struct conn {
     struct handle h;     /* must stay first: epoll data.ptr is cast back */
-    size_t out_off;      /* bytes of buf already written back            */
-    size_t out_len;      /* bytes of buf owed to the peer                */
+    enum mode mode;      /* mixed until the first byte decides           */
+    char *out;           /* buf, or http's own response buffer           */
+    size_t out_off;      /* bytes of out already written back            */
+    size_t out_len;      /* bytes of out owed to the peer                */
+    size_t in_len;       /* http: request bytes kept at the front of buf */
     unsigned long long received;
     int peer_eof;        /* FIN seen: close once nothing is owed         */
     char buf[BUF_SIZE];
@@ -55,7 +64,7 @@ static int g_spare_fd = -1; /* reserved fd so EMFILE can be shed, see accept_all
 
 static void usage(FILE *out)
 {
-    fputs("usage: server --mode echo|sink --port PORT\n", out);
+    fputs("usage: server --mode echo|sink|mixed|http --port PORT\n", out);
 }
 
 static void die(const char *what)
@@ -68,6 +77,8 @@ static int parse_mode(const char *val)
 {
     if (strcmp(val, "echo") == 0) return MODE_ECHO;
     if (strcmp(val, "sink") == 0) return MODE_SINK;
+    if (strcmp(val, "mixed") == 0) return MODE_MIXED;
+    if (strcmp(val, "http") == 0) return MODE_HTTP;
     return -1;
 }
 
@@ -145,6 +156,7 @@ static int open_signalfd(void)
 static void conn_close(struct conn *c)
 {
     close(c->h.fd); /* closing also removes it from the epoll set */
+    if (c->out != c->buf) free(c->out);
     free(c);
 }
 
@@ -153,7 +165,7 @@ static void conn_close(struct conn *c)
 static int flush_output(struct conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->h.fd, c->buf + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = send(c->h.fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
             return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -1;
@@ -176,7 +188,7 @@ static void wait_writable(struct conn *c)
 static void on_peer_eof(struct conn *c)
 {
     c->peer_eof = 1;
-    if (g_mode == MODE_SINK) {
+    if (c->mode == MODE_SINK) {
         int len = snprintf(c->buf, sizeof c->buf, "%llu\n", c->received);
         c->out_off = 0;
         c->out_len = (size_t)len;
@@ -199,8 +211,9 @@ static void on_readable(struct conn *c)
             on_peer_eof(c);
             return;
         }
+        if (c->mode == MODE_MIXED) c->mode = c->buf[0] == 'F' ? MODE_SINK : MODE_ECHO;
         c->received += (unsigned long long)n;
-        if (g_mode == MODE_SINK) continue;
+        if (c->mode == MODE_SINK) continue;
         c->out_off = 0;
         c->out_len = (size_t)n;
         int rc = flush_output(c);
@@ -216,6 +229,73 @@ static void on_readable(struct conn *c)
     }
 }
 
+/* Answers the complete requests at the front of buf while the output
+ * buffer has room, and keeps what is left (a partial request, or requests
+ * still to answer) at the front. Returns 1 when it stopped for room. */
+static int http_answer(struct conn *c)
+{
+    size_t done = 0;
+    int full = 0;
+    for (;;) {
+        char *end = memmem(c->buf + done, c->in_len - done, "\r\n\r\n", 4);
+        if (!end) break;
+        if (c->out_len + HTTP_RESPONSE_LEN > HTTP_OUT_SIZE) {
+            full = 1;
+            break;
+        }
+        memcpy(c->out + c->out_len, HTTP_RESPONSE, HTTP_RESPONSE_LEN);
+        c->out_len += HTTP_RESPONSE_LEN;
+        done = (size_t)(end - c->buf) + 4;
+    }
+    memmove(c->buf, c->buf + done, c->in_len - done);
+    c->in_len -= done;
+    return full;
+}
+
+/* Answers and sends until no complete request is left. Returns 0 when all
+ * is sent, 1 when waiting for EPOLLOUT, -1 when the connection is closed. */
+static int http_respond(struct conn *c)
+{
+    int more;
+    do {
+        more = http_answer(c);
+        int rc = flush_output(c);
+        if (rc < 0) {
+            conn_close(c);
+            return -1;
+        }
+        if (rc == 1) {
+            wait_writable(c);
+            return 1;
+        }
+    } while (more);
+    return 0;
+}
+
+static void http_on_readable(struct conn *c)
+{
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        size_t room = sizeof c->buf - c->in_len;
+        if (room == 0) { /* a request head longer than the buffer */
+            conn_close(c);
+            return;
+        }
+        ssize_t n = recv(c->h.fd, c->buf + c->in_len, room, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) conn_close(c);
+            return;
+        }
+        if (n == 0) {
+            on_peer_eof(c);
+            return;
+        }
+        c->in_len += (size_t)n;
+        if (http_respond(c) != 0) return;
+        if ((size_t)n < room) return; /* short read: socket is drained */
+    }
+}
+
 static void on_writable(struct conn *c)
 {
     int rc = flush_output(c);
@@ -224,6 +304,8 @@ static void on_writable(struct conn *c)
         conn_close(c);
         return;
     }
+    /* Requests that arrived while output was blocked are answered first. */
+    if (c->mode == MODE_HTTP && http_respond(c) != 0) return;
     watch(EPOLL_CTL_MOD, &c->h, EPOLLIN); /* caught up: resume reading */
 }
 
@@ -232,6 +314,7 @@ static void on_conn_event(struct conn *c, unsigned events)
     /* EPOLLERR/EPOLLHUP are reported whatever we asked for; the failing
      * recv/send then tells us what happened and closes the connection. */
     if (c->out_len > c->out_off) on_writable(c);
+    else if (c->mode == MODE_HTTP) http_on_readable(c);
     else on_readable(c);
     (void)events;
 }
@@ -248,6 +331,13 @@ static void add_conn(int fd)
     memset(c, 0, offsetof(struct conn, buf)); /* the buffer needs no zeroing */
     c->h.kind = KIND_CONN;
     c->h.fd = fd;
+    c->mode = g_mode;
+    c->out = g_mode == MODE_HTTP ? malloc(HTTP_OUT_SIZE) : c->buf;
+    if (!c->out) {
+        close(fd);
+        free(c);
+        return;
+    }
     watch(EPOLL_CTL_ADD, &c->h, EPOLLIN);
 }
 

@@ -1,10 +1,11 @@
 // Benchmark server on Go's net package: the same protocol as peers/c/server.c.
 //
-//	server --mode echo|sink --port PORT
+//	server --mode echo|sink|mixed --port PORT
 //
 // echo: every byte read is written back; after the peer's FIN the server
 // flushes what it owes, then closes.
 // sink: counts bytes until FIN, then answers "<count>\n" and closes.
+// mixed: a connection whose first byte is 'F' is a sink, any other an echo.
 //
 // Written the way a Go user would: a goroutine per connection with blocking
 // reads and writes. The runner sets GOMAXPROCS=1, so the netpoller and all
@@ -23,7 +24,7 @@ import (
 	"time"
 )
 
-const usage = "usage: server --mode echo|sink --port PORT\n"
+const usage = "usage: server --mode echo|sink|mixed --port PORT\n"
 
 const bufSize = 64 * 1024
 
@@ -45,7 +46,7 @@ func parseArgs(args []string) (mode string, port int) {
 		arg, value := args[i], args[i+1]
 		i++
 		switch {
-		case arg == "--mode" && (value == "echo" || value == "sink"):
+		case arg == "--mode" && (value == "echo" || value == "sink" || value == "mixed"):
 			mode = value
 		case arg == "--port":
 			p, err := strconv.Atoi(value)
@@ -67,7 +68,10 @@ func parseArgs(args []string) (mode string, port int) {
 // the backpressure. Any read result other than data (EOF or an error) ends the
 // connection once everything read has been written.
 func echo(conn *net.TCPConn) {
-	buf := make([]byte, bufSize)
+	echoWith(conn, make([]byte, bufSize))
+}
+
+func echoWith(conn *net.TCPConn, buf []byte) {
 	for {
 		n, err := conn.Read(buf)
 		if n > 0 {
@@ -84,8 +88,11 @@ func echo(conn *net.TCPConn) {
 // sink counts until FIN and answers with the count; an error means the peer
 // is gone and gets no answer.
 func sink(conn *net.TCPConn) {
-	buf := make([]byte, bufSize)
-	var received int64
+	sinkFrom(conn, make([]byte, bufSize), 0)
+}
+
+// sinkFrom is sink once `received` bytes were read by the caller.
+func sinkFrom(conn *net.TCPConn, buf []byte, received int64) {
 	for {
 		n, err := conn.Read(buf)
 		received += int64(n)
@@ -95,6 +102,27 @@ func sink(conn *net.TCPConn) {
 			}
 			return
 		}
+	}
+}
+
+// mixed serves the fairness row: the flood starts with 'F' and is
+// discarded, the ping-pong beside it is echoed.
+func mixed(conn *net.TCPConn) {
+	buf := make([]byte, bufSize)
+	n, err := conn.Read(buf)
+	if n > 0 && buf[0] == 'F' {
+		if err == nil {
+			sinkFrom(conn, buf, int64(n))
+		}
+		return
+	}
+	if n > 0 {
+		if _, werr := conn.Write(buf[:n]); werr != nil {
+			return
+		}
+	}
+	if err == nil {
+		echoWith(conn, buf)
 	}
 }
 
@@ -118,10 +146,7 @@ func serve(listener *net.TCPListener, handler func(*net.TCPConn)) {
 
 func main() {
 	mode, port := parseArgs(os.Args[1:])
-	handler := echo
-	if mode == "sink" {
-		handler = sink
-	}
+	handler := map[string]func(*net.TCPConn){"echo": echo, "sink": sink, "mixed": mixed}[mode]
 
 	// Go sets SO_REUSEADDR on listeners and takes the backlog from
 	// /proc/sys/net/core/somaxconn (4096 on current kernels).

@@ -1,18 +1,21 @@
 'use strict';
 // Benchmark server on Node's `net`: the same protocol as peers/c/server.c.
 //
-//   node server.js --mode echo|sink --port PORT
+//   node server.js --mode echo|sink|mixed|http --port PORT
 //
-// echo: every byte read is written back; after the peer's FIN the server
-//       flushes what it owes, then closes.
-// sink: counts bytes until FIN, then answers "<count>\n" and closes.
+// echo:  every byte read is written back; after the peer's FIN the server
+//        flushes what it owes, then closes.
+// sink:  counts bytes until FIN, then answers "<count>\n" and closes.
+// mixed: a connection whose first byte is 'F' is a sink, any other an echo.
+// http:  one fixed HTTP/1.1 response per request head, keep-alive.
 //
 // It is written the way a Node user would write it, because that is what the
 // benchmark compares against: pipe() for echo, 'data'/'end' for sink.
 
 const net = require('net');
 
-const USAGE = 'usage: node server.js --mode echo|sink --port PORT\n';
+const USAGE = 'usage: node server.js --mode echo|sink|mixed|http --port PORT\n';
+const MODES = ['echo', 'sink', 'mixed', 'http'];
 
 function usageError() {
   process.stderr.write(USAGE);
@@ -29,7 +32,7 @@ function parseArgs(argv) {
     }
     const value = argv[++i];
     if (value === undefined) usageError();
-    if (arg === '--mode' && (value === 'echo' || value === 'sink')) options.mode = value;
+    if (arg === '--mode' && MODES.includes(value)) options.mode = value;
     else if (arg === '--port' && /^\d+$/.test(value) && Number(value) <= 65535) options.port = Number(value);
     else usageError();
   }
@@ -43,15 +46,44 @@ function echo(socket) {
   socket.pipe(socket);
 }
 
-function sink(socket) {
-  let received = 0;
+function sink(socket, received = 0) {
   socket.on('data', (chunk) => { received += chunk.length; });
   socket.on('end', () => socket.end(`${received}\n`));
 }
 
+// The fairness row's server: the flood starts with 'F' and is discarded, the
+// ping-pong beside it is echoed.
+function mixed(socket) {
+  socket.once('data', (first) => {
+    if (first[0] === 0x46) return sink(socket, first.length);
+    socket.write(first);
+    echo(socket);
+  });
+}
+
+// A keep-alive HTTP/1.1 server as a Node user writes it on `net`: split the
+// stream on the blank line that ends each request head, one write() per response.
+const RESPONSE = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+const MAX_REQUEST_HEAD = 8192;
+
+function http(socket) {
+  let pending = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk) => {
+    pending += chunk;
+    let end;
+    while ((end = pending.indexOf('\r\n\r\n')) !== -1) {
+      pending = pending.slice(end + 4);
+      socket.write(RESPONSE);
+    }
+    if (pending.length > MAX_REQUEST_HEAD) socket.destroy();
+  });
+  socket.on('end', () => socket.end());
+}
+
 function main() {
   const { mode, port } = parseArgs(process.argv.slice(2));
-  const handler = mode === 'echo' ? echo : sink;
+  const handler = { echo, sink, mixed, http }[mode];
   // allowHalfOpen: the peer's FIN must not close our side before we answer.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     // One broken connection (ECONNRESET, EPIPE...) must not take the server down.

@@ -1,6 +1,6 @@
 //! The benchmark server on tokio: the protocol every peer in benchmarks/peers/
 //! speaks (see benchmarks/README.md), written as a tokio user would for speed.
-//!   tokio_server --mode echo|sink --port PORT
+//!   tokio_server --mode echo|sink|mixed --port PORT
 //!
 //! One current_thread runtime, so it is a single event loop like the other peers.
 //! SIGPIPE needs no handling: Rust's startup code already sets it to SIG_IGN,
@@ -14,9 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 
-const USAGE: &str = "usage: tokio_server --mode echo|sink --port PORT\n  \
-echo: every byte back, FIN mirrored once flushed.\n  \
-sink: discard until FIN, then reply with the byte count and a newline.\n  \
+const USAGE: &str = "usage: tokio_server --mode echo|sink|mixed --port PORT\n  \
+echo:  every byte back, FIN mirrored once flushed.\n  \
+sink:  discard until FIN, then reply with the byte count and a newline.\n  \
+mixed: a connection whose first byte is 'F' is a sink, any other an echo.\n  \
 Prints 'listening on 127.0.0.1:PORT' first; SIGTERM or SIGINT stops it.\n";
 
 const BACKLOG: u32 = 4096;
@@ -26,6 +27,7 @@ const BUFFER_SIZE: usize = 64 * 1024;
 enum Mode {
     Echo,
     Sink,
+    Mixed,
 }
 
 fn bad_usage(why: &str) -> ! {
@@ -46,7 +48,8 @@ fn parse_args() -> (Mode, u16) {
             }
             ("--mode", Some(m)) if m == "echo" => mode = Some(Mode::Echo),
             ("--mode", Some(m)) if m == "sink" => mode = Some(Mode::Sink),
-            ("--mode", _) => bad_usage("--mode must be echo or sink"),
+            ("--mode", Some(m)) if m == "mixed" => mode = Some(Mode::Mixed),
+            ("--mode", _) => bad_usage("--mode must be echo, sink or mixed"),
             ("--port", Some(p)) => match p.parse() {
                 Ok(p) => port = Some(p),
                 Err(_) => bad_usage("--port must be 0..65535"),
@@ -72,7 +75,10 @@ fn listen(port: u16) -> std::io::Result<TcpListener> {
 /// Read, write all of it, read again: the peer's reading speed bounds ours,
 /// and the one buffer is reused for the life of the connection.
 async fn echo(stream: &mut TcpStream) -> std::io::Result<()> {
-    let mut buf = vec![0u8; BUFFER_SIZE];
+    echo_with(stream, vec![0u8; BUFFER_SIZE]).await
+}
+
+async fn echo_with(stream: &mut TcpStream, mut buf: Vec<u8>) -> std::io::Result<()> {
     loop {
         let n = stream.read(&mut buf).await?;
         if n == 0 {
@@ -83,8 +89,15 @@ async fn echo(stream: &mut TcpStream) -> std::io::Result<()> {
 }
 
 async fn sink(stream: &mut TcpStream) -> std::io::Result<()> {
-    let mut buf = vec![0u8; BUFFER_SIZE];
-    let mut total: u64 = 0;
+    sink_from(stream, vec![0u8; BUFFER_SIZE], 0).await
+}
+
+/// `total`: what the caller already read from this stream.
+async fn sink_from(
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+    mut total: u64,
+) -> std::io::Result<()> {
     loop {
         let n = stream.read(&mut buf).await?;
         if n == 0 {
@@ -96,6 +109,21 @@ async fn sink(stream: &mut TcpStream) -> std::io::Result<()> {
     stream.shutdown().await
 }
 
+/// The fairness row's server: the flood starts with 'F' and is discarded, the
+/// ping-pong beside it is echoed.
+async fn mixed(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    let n = stream.read(&mut buf).await?;
+    if n == 0 {
+        return stream.shutdown().await;
+    }
+    if buf[0] == b'F' {
+        return sink_from(stream, buf, n as u64).await;
+    }
+    stream.write_all(&buf[..n]).await?;
+    echo_with(stream, buf).await
+}
+
 /// Errors (ECONNRESET, EPIPE...) end this connection only; dropping the
 /// stream closes it.
 async fn serve(mut stream: TcpStream, mode: Mode) {
@@ -103,6 +131,7 @@ async fn serve(mut stream: TcpStream, mode: Mode) {
     let _ = match mode {
         Mode::Echo => echo(&mut stream).await,
         Mode::Sink => sink(&mut stream).await,
+        Mode::Mixed => mixed(&mut stream).await,
     };
 }
 

@@ -167,3 +167,39 @@ TEST_CASE("server misuse: close when not listening, listen twice") {
     CHECK(e.code() == coronet::errc::server_not_running);
   });
 }
+
+TEST_CASE("the non-throwing forms report what the throwing forms throw, with the same message") {
+  test::run([]() -> coronet::awaitable<void> {
+    test::pair p;
+    co_await test::make_pair(p);
+    coronet::failure failed;
+    // An over-long line: answer the peer with an error line, then close, with no
+    // catch block in sight (C++ allows no co_await inside one).
+    co_await p.client.write("this line is far too long for the server\n");
+    auto line = co_await p.accepted.read_line(8, failed);
+    CHECK_FALSE(line);
+    REQUIRE(failed);
+    CHECK(failed.code() == coronet::errc::frame_too_long);
+    auto thrown = co_await test::expect_error(p.accepted.read_line(8));
+    CHECK(failed.message() == thrown.what());
+    co_await p.accepted.end("ERR " + failed.message() + "\n", failed);
+    std::string got = co_await test::read_all(p.client);
+    CHECK(got.starts_with("ERR read_line: no delimiter within 8 bytes"));
+
+    // Write after end: reported, not thrown, by write() and write_nowait().
+    failed.clear();
+    co_await p.accepted.write("more", failed);
+    CHECK(failed.code() == coronet::errc::write_after_end);
+    failed.clear();
+    CHECK_FALSE(p.accepted.write_nowait("more", failed));
+    CHECK(failed.code() == coronet::errc::write_after_end);
+    CHECK(failed.message() == "write after end");
+    CHECK_THROWS_AS(failed.raise(), coronet::error);
+
+    // Success leaves it alone.
+    coronet::failure none;
+    co_await p.client.drain(none);
+    CHECK_FALSE(none);
+    CHECK(none.message().empty());
+  });
+}

@@ -130,6 +130,39 @@ class error : public std::system_error {
   std::string message_;
 };
 
+/// What a non-throwing form reports instead of throwing (the shape of Asio's
+/// redirect_error): false after success; after a failure, the code and the very
+/// message the throwing form would have thrown.
+///
+///     coronet::failure failed;
+///     auto line = co_await socket.read_line(1024, failed);
+///     if (failed) co_await socket.end("ERR " + failed.message() + "\n");
+class failure {
+ public:
+  failure() = default;
+  /// The failure an exception describes.
+  explicit failure(const error& e) : code_(e.code()), message_(e.what()) {}
+  /// True when the operation failed.
+  explicit operator bool() const noexcept { return static_cast<bool>(code_); }
+  /// What happened, comparable like coronet::error::code().
+  const std::error_code& code() const noexcept { return code_; }
+  /// What the throwing form's what() would have said; empty after success.
+  const std::string& message() const noexcept { return message_; }
+  /// Throws it as the throwing form would have (does nothing after success).
+  void raise() const {
+    if (code_) throw error(code_, message_);
+  }
+  /// Back to "no failure", for reuse in a loop.
+  void clear() noexcept {
+    code_.clear();
+    message_.clear();
+  }
+
+ private:
+  std::error_code code_;
+  std::string message_;
+};
+
 namespace detail {
 
 /// errno's symbolic name, as Node prints it ("ECONNREFUSED"); empty when unknown.

@@ -232,6 +232,63 @@ class basic_socket {
     if (core_) core_->reset_and_destroy();
   }
 
+  // ------------------------------------------------------------ without throwing
+  //
+  // Each awaitable above has a form that reports its failure in `failed` instead of
+  // throwing (Asio's redirect_error shape): it completes when the throwing form
+  // would, and on failure returns what the throwing form returns at FIN (nullopt,
+  // 0, or nothing) with `failed` holding the code and the same message. C++ allows
+  // no co_await in a catch block, so this is the form for "answer the peer, then
+  // close" and for loops that must go on past one failed socket. `failed` must stay
+  // valid until completion; it is left alone on success, so clear() it to reuse it.
+
+  ///@{
+  /// read(), read_some(), read_line(), read_until() and read_exactly(), reporting
+  /// failure in `failed`.
+  awaitable<std::optional<std::string_view>> read(failure& failed) {
+    return core_type::read(core(), &failed);
+  }
+  awaitable<std::size_t> read_some(asio::mutable_buffer buffer, failure& failed) {
+    return core_type::read_some(core(), buffer, &failed);
+  }
+  awaitable<std::optional<std::string_view>> read_line(std::size_t max, failure& failed) {
+    return core_type::read_until(core(), "\n", max, "read_line", true, &failed);
+  }
+  awaitable<std::optional<std::string_view>> read_until(std::string_view delimiter, std::size_t max,
+                                                        failure& failed) {
+    return core_type::read_until(core(), delimiter, max, "read_until", false, &failed);
+  }
+  awaitable<std::optional<std::string_view>> read_exactly(std::size_t n, failure& failed) {
+    return core_type::read_exactly(core(), n, &failed);
+  }
+  ///@}
+
+  ///@{
+  /// write(), drain(), end() and end(data), reporting failure in `failed`.
+  awaitable<void> write(std::string_view data, failure& failed) {
+    return core_type::write(core(), asio::buffer(data), {}, &failed);
+  }
+  awaitable<void> write(std::span<const asio::const_buffer> buffers, failure& failed) {
+    return core_type::write(core(), {}, buffers, &failed);
+  }
+  awaitable<void> drain(failure& failed) { return core_type::drain(core(), &failed); }
+  awaitable<void> end(failure& failed) { return core_type::end(core(), {}, &failed); }
+  awaitable<void> end(std::string_view data, failure& failed) {
+    return core_type::end(core(), asio::buffer(data), &failed);
+  }
+  ///@}
+
+  /// write_nowait() reporting failure in `failed` (and returning false) instead of
+  /// throwing: a fan-out loop needs no try around each subscriber.
+  bool write_nowait(std::string_view data, failure& failed) noexcept {
+    try {
+      return write_nowait(data);
+    } catch (const error& e) {
+      failed = failure(e);
+      return false;
+    }
+  }
+
   // ------------------------------------------------------------------ options
 
   /// Node's setTimeout(): after `idle` with no bytes moving either way, a waiting

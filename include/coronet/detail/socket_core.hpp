@@ -120,37 +120,43 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   /// The next chunk of bytes (decoded text once an encoding is set), or nullopt
   /// once the peer has sent FIN.
-  static awaitable<frame> read(pointer self) {
-    self->begin_read("read");
-    reading_guard guard{*self};
-    const auto cancel = co_await asio::this_coro::cancellation_state;
-    co_await self->take_turn("read", cancel);
-    if (!self->received_.empty()) {
-      // Bytes a framed read received beyond its frame come first, paused or not.
-      if (auto text = self->deliver(self->take_all())) co_return text;
-    }
-    for (;;) {
-      if (self->paused_) co_await self->wait_until_resumed("read", cancel);
+  static awaitable<frame> read(pointer self, failure* out = nullptr) {
+    try {
+      self->begin_read("read");
+      reading_guard guard{*self};
+      const auto cancel = co_await asio::this_coro::cancellation_state;
+      co_await self->take_turn("read", cancel);
       if (!self->received_.empty()) {
+        // Bytes a framed read received beyond its frame come first, paused or not.
         if (auto text = self->deliver(self->take_all())) co_return text;
-        continue;  // only part of a character: wait for the rest
       }
-      if (self->read_eof_) co_return self->deliver_end();
-      if (std::exchange(self->fin_held_, false)) {
-        self->on_peer_end();
-        continue;
+      for (;;) {
+        if (self->paused_) co_await self->wait_until_resumed("read", cancel);
+        if (!self->received_.empty()) {
+          if (auto text = self->deliver(self->take_all())) co_return text;
+          continue;  // only part of a character: wait for the rest
+        }
+        if (self->read_eof_) co_return self->deliver_end();
+        if (std::exchange(self->fin_held_, false)) {
+          self->on_peer_end();
+          continue;
+        }
+        if (self->drained_) {
+          co_await self->receive_small("read", cancel);
+          continue;
+        }
+        std::error_code ec = self->receive_more();
+        if (ec == asio::error::would_block) {
+          self->drained_ = true;
+        } else if (ec) {
+          throw self->fail("read", ec);
+        }
       }
-      if (self->drained_) {
-        co_await self->receive_small("read", cancel);
-        continue;
-      }
-      std::error_code ec = self->receive_more();
-      if (ec == asio::error::would_block) {
-        self->drained_ = true;
-      } else if (ec) {
-        throw self->fail("read", ec);
-      }
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
     }
+    co_return std::nullopt;
   }
 
   /// The next bytes up to and including `delimiter` (without it, and without a
@@ -158,51 +164,64 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// errc::frame_too_long once `max` bytes arrive without it (they stay buffered
   /// for read()), and errc::truncated_frame on FIN inside a frame.
   static awaitable<frame> read_until(pointer self, std::string_view delimiter, std::size_t max,
-                                     const char* op, bool strip = false) {
-    // An empty delimiter would match forever, and no frame fits in fewer bytes than
-    // its delimiter: both are the caller's mistake, said before any I/O.
-    if (delimiter.empty())
-      throw error(errc::invalid_argument, std::string(": ") + op + " needs a delimiter");
-    if (max < delimiter.size()) {
-      throw error(errc::invalid_argument, std::string(": ") + op + " max (" + std::to_string(max) +
-                                              ") is smaller than the delimiter");
-    }
-    self->begin_read(op);
-    reading_guard guard{*self};
-    const auto cancel = co_await asio::this_coro::cancellation_state;
-    co_await self->take_turn(op, cancel);
-    std::size_t searched = 0;  // bytes at the front already known to hold no delimiter
-    for (;;) {
-      const std::string_view held = self->received_.data();
-      const std::size_t at = find(held, delimiter, searched);
-      if (at != std::string_view::npos) {
-        const std::size_t length = at + delimiter.size();
-        if (length > max) throw self->frame_too_long(op, max);
-        std::string_view line = *self->take_frame(length);
-        if (strip) {
-          line.remove_suffix(delimiter.size());
-          if (line.ends_with('\r')) line.remove_suffix(1);
-        }
-        co_return line;
+                                     const char* op, bool strip = false, failure* out = nullptr) {
+    try {
+      // An empty delimiter would match forever, and no frame fits in fewer bytes than
+      // its delimiter: both are the caller's mistake, said before any I/O.
+      if (delimiter.empty())
+        throw error(errc::invalid_argument, std::string(": ") + op + " needs a delimiter");
+      if (max < delimiter.size()) {
+        throw error(errc::invalid_argument, std::string(": ") + op + " max (" +
+                                                std::to_string(max) +
+                                                ") is smaller than the delimiter");
       }
-      if (held.size() >= max) throw self->frame_too_long(op, max);
-      // A delimiter may straddle what we have and what comes next.
-      searched = held.size() >= delimiter.size() ? held.size() - delimiter.size() + 1 : 0;
-      if (!co_await self->fill(op, 1, cancel)) co_return self->end_of_frames(op);
+      self->begin_read(op);
+      reading_guard guard{*self};
+      const auto cancel = co_await asio::this_coro::cancellation_state;
+      co_await self->take_turn(op, cancel);
+      std::size_t searched = 0;  // bytes at the front already known to hold no delimiter
+      for (;;) {
+        const std::string_view held = self->received_.data();
+        const std::size_t at = find(held, delimiter, searched);
+        if (at != std::string_view::npos) {
+          const std::size_t length = at + delimiter.size();
+          if (length > max) throw self->frame_too_long(op, max);
+          std::string_view line = *self->take_frame(length);
+          if (strip) {
+            line.remove_suffix(delimiter.size());
+            if (line.ends_with('\r')) line.remove_suffix(1);
+          }
+          co_return line;
+        }
+        if (held.size() >= max) throw self->frame_too_long(op, max);
+        // A delimiter may straddle what we have and what comes next.
+        searched = held.size() >= delimiter.size() ? held.size() - delimiter.size() + 1 : 0;
+        if (!co_await self->fill(op, 1, cancel)) co_return self->end_of_frames(op);
+      }
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
     }
+    co_return std::nullopt;
   }
 
   /// Exactly `n` bytes; nullopt at a clean FIN; errc::truncated_frame on FIN inside them.
-  static awaitable<frame> read_exactly(pointer self, std::size_t n) {
-    self->begin_read("read_exactly");
-    reading_guard guard{*self};
-    const auto cancel = co_await asio::this_coro::cancellation_state;
-    co_await self->take_turn("read_exactly", cancel);
-    while (self->received_.size() < n) {
-      if (!co_await self->fill("read_exactly", n - self->received_.size(), cancel))
-        co_return self->end_of_frames("read_exactly");
+  static awaitable<frame> read_exactly(pointer self, std::size_t n, failure* out = nullptr) {
+    try {
+      self->begin_read("read_exactly");
+      reading_guard guard{*self};
+      const auto cancel = co_await asio::this_coro::cancellation_state;
+      co_await self->take_turn("read_exactly", cancel);
+      while (self->received_.size() < n) {
+        if (!co_await self->fill("read_exactly", n - self->received_.size(), cancel))
+          co_return self->end_of_frames("read_exactly");
+      }
+      co_return self->take_frame(n);
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
     }
-    co_return self->take_frame(n);
+    co_return std::nullopt;
   }
 
   /// Decodes what read() returns from now on (Node's setEncoding()).
@@ -212,26 +231,33 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
 
   /// Up to buffer.size() bytes into the caller's buffer; 0 once the peer has sent FIN.
-  static awaitable<std::size_t> read_some(pointer self, asio::mutable_buffer buffer) {
-    self->begin_read("read");
-    reading_guard guard{*self};
-    const auto cancel = co_await asio::this_coro::cancellation_state;
-    co_await self->take_turn("read", cancel);
-    char* into = static_cast<char*>(buffer.data());
-    if (!self->received_.empty())
-      co_return self->charge(self->received_.take_into(into, buffer.size()));
-    if (self->read_eof_ || buffer.size() == 0) co_return 0;
-    for (;;) {
-      if (self->paused_) co_await self->wait_until_resumed("read", cancel);
+  static awaitable<std::size_t> read_some(pointer self, asio::mutable_buffer buffer,
+                                          failure* out = nullptr) {
+    try {
+      self->begin_read("read");
+      reading_guard guard{*self};
+      const auto cancel = co_await asio::this_coro::cancellation_state;
+      co_await self->take_turn("read", cancel);
+      char* into = static_cast<char*>(buffer.data());
       if (!self->received_.empty())
         co_return self->charge(self->received_.take_into(into, buffer.size()));
-      if (self->read_eof_) co_return 0;
-      std::size_t n = 0;
-      std::error_code ec = self->receive(into, buffer.size(), n);
-      if (!ec) co_return self->charge(n);
-      if (ec != asio::error::would_block) throw self->fail("read", ec);
-      co_await self->wait_readable("read", cancel);
+      if (self->read_eof_ || buffer.size() == 0) co_return 0;
+      for (;;) {
+        if (self->paused_) co_await self->wait_until_resumed("read", cancel);
+        if (!self->received_.empty())
+          co_return self->charge(self->received_.take_into(into, buffer.size()));
+        if (self->read_eof_) co_return 0;
+        std::size_t n = 0;
+        std::error_code ec = self->receive(into, buffer.size(), n);
+        if (!ec) co_return self->charge(n);
+        if (ec != asio::error::would_block) throw self->fail("read", ec);
+        co_await self->wait_readable("read", cancel);
+      }
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
     }
+    co_return 0;
   }
 
   /// Bytes received and not yet handed out (Node's readableLength).
@@ -251,40 +277,47 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// `many`, or when it is empty the one buffer `single` (kept by value in this
   /// frame, so a caller may pass a temporary).
   static awaitable<void> write(pointer self, asio::const_buffer single,
-                               std::span<const asio::const_buffer> many = {}) {
-    self->check_writable("write");
-    const std::span<const asio::const_buffer> data =
-        many.empty() ? std::span<const asio::const_buffer>(&single, 1) : many;
-    const auto cancel = co_await asio::this_coro::cancellation_state;
-    co_await self->take_turn("write", cancel);
-    if (self->corked_ > 0) {
-      for (const auto& piece : data) self->push_copy(piece);
-      co_return;
-    }
-    std::size_t skip = 0;  // bytes of `data` the kernel took at once
-    if (self->can_send_directly()) {
-      std::size_t total = 0;
-      for (const auto& piece : data) total += piece.size();
-      if (std::error_code ec = self->send_now(data, skip)) throw self->fail("write", ec);
-      if (skip == total) {
-        self->charge(total);
+                               std::span<const asio::const_buffer> many = {},
+                               failure* out = nullptr) {
+    try {
+      self->check_writable("write");
+      const std::span<const asio::const_buffer> data =
+          many.empty() ? std::span<const asio::const_buffer>(&single, 1) : many;
+      const auto cancel = co_await asio::this_coro::cancellation_state;
+      co_await self->take_turn("write", cancel);
+      if (self->corked_ > 0) {
+        for (const auto& piece : data) self->push_copy(piece);
         co_return;
       }
+      std::size_t skip = 0;  // bytes of `data` the kernel took at once
+      if (self->can_send_directly()) {
+        std::size_t total = 0;
+        for (const auto& piece : data) total += piece.size();
+        if (std::error_code ec = self->send_now(data, skip)) throw self->fail("write", ec);
+        if (skip == total) {
+          self->charge(total);
+          co_return;
+        }
+      }
+      write_queue::sequence seq = 0;
+      for (auto piece : data) {
+        const std::size_t skipped = std::min(skip, piece.size());
+        piece += skipped;
+        skip -= skipped;
+        if (piece.size() > 0)
+          seq = self->queue_.push_borrowed(static_cast<const char*>(piece.data()), piece.size());
+      }
+      if (seq == 0) co_return;
+      // From here the queue points into the caller's buffers. Whatever way this
+      // coroutine ends before they have left (an error, a cancellation, its frame
+      // destroyed unresumed), the bytes still owed become the queue's own copy.
+      borrowed_bytes borrowed{*self, seq};
+      co_await self->wait_flushed(seq, "write", cancel);
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
     }
-    write_queue::sequence seq = 0;
-    for (auto piece : data) {
-      const std::size_t skipped = std::min(skip, piece.size());
-      piece += skipped;
-      skip -= skipped;
-      if (piece.size() > 0)
-        seq = self->queue_.push_borrowed(static_cast<const char*>(piece.data()), piece.size());
-    }
-    if (seq == 0) co_return;
-    // From here the queue points into the caller's buffers. Whatever way this
-    // coroutine ends before they have left (an error, a cancellation, its frame
-    // destroyed unresumed), the bytes still owed become the queue's own copy.
-    borrowed_bytes borrowed{*self, seq};
-    co_await self->wait_flushed(seq, "write", cancel);
+    co_return;
   }
 
   /// Node's write(): queues without waiting; false once the queue passes the high-water mark.
@@ -314,47 +347,59 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   int corked() const { return corked_; }
 
   /// Completes when the write queue is empty (Node's 'drain').
-  static awaitable<void> drain(pointer self) {
-    const auto cancel = co_await asio::this_coro::cancellation_state;
-    if (self->corked_ > 0 && !self->queue_.empty()) {
-      throw error(errc::invalid_argument,
-                  ": drain() on a corked socket would wait forever; uncork() first");
-    }
-    while (!self->queue_.empty()) {
+  static awaitable<void> drain(pointer self, failure* out = nullptr) {
+    try {
+      const auto cancel = co_await asio::this_coro::cancellation_state;
+      if (self->corked_ > 0 && !self->queue_.empty()) {
+        throw error(errc::invalid_argument,
+                    ": drain() on a corked socket would wait forever; uncork() first");
+      }
+      while (!self->queue_.empty()) {
+        if (self->failure_) throw self->failure_error("drain");
+        co_await self->wait_flushed(self->queue_.completed() + 1, "drain", cancel);
+      }
       if (self->failure_) throw self->failure_error("drain");
-      co_await self->wait_flushed(self->queue_.completed() + 1, "drain", cancel);
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
     }
-    if (self->failure_) throw self->failure_error("drain");
+    co_return;
   }
 
   /// Half-close: `last` (if any), then FIN, after everything queued. Reading goes
   /// on. The last bytes and the FIN are handed over together, so a cancelled end()
   /// still sends both: a copy of what the kernel did not take at once is queued.
-  static awaitable<void> end(pointer self, asio::const_buffer last = {}) {
-    const auto cancel = co_await asio::this_coro::cancellation_state;
-    if (last.size() > 0) {
-      self->check_writable("end");
-      self->corked_ = 0;
-      std::size_t sent = 0;
-      if (self->can_send_directly()) {
-        if (std::error_code ec = self->send_now({&last, 1}, sent)) throw self->fail("end", ec);
-      }
-      if (sent < last.size()) self->push_copy(last + sent);
-    }
-    self->corked_ = 0;  // as in Node, end() uncorks
-    if (self->end_requested_) {
-      // A second end(), or ours after the automatic one: wait for the same FIN.
-      while (!self->fin_sent_ && !self->failure_) {
-        self->throw_if_cancelled(cancel, "end");
-        if (!co_await self->write_event_.wait(self->socket_.get_executor())) {
-          self->throw_if_cancelled(cancel, "end");
+  static awaitable<void> end(pointer self, asio::const_buffer last = {}, failure* out = nullptr) {
+    try {
+      const auto cancel = co_await asio::this_coro::cancellation_state;
+      if (last.size() > 0) {
+        self->check_writable("end");
+        self->corked_ = 0;
+        std::size_t sent = 0;
+        if (self->can_send_directly()) {
+          if (std::error_code ec = self->send_now({&last, 1}, sent)) throw self->fail("end", ec);
         }
+        if (sent < last.size()) self->push_copy(last + sent);
       }
-      if (self->failure_) throw self->failure_error("end");
-      co_return;
+      self->corked_ = 0;  // as in Node, end() uncorks
+      if (self->end_requested_) {
+        // A second end(), or ours after the automatic one: wait for the same FIN.
+        while (!self->fin_sent_ && !self->failure_) {
+          self->throw_if_cancelled(cancel, "end");
+          if (!co_await self->write_event_.wait(self->socket_.get_executor())) {
+            self->throw_if_cancelled(cancel, "end");
+          }
+        }
+        if (self->failure_) throw self->failure_error("end");
+        co_return;
+      }
+      if (self->closed_) throw self->destroyed_error("end");
+      if (auto seq = self->queue_end()) co_await self->wait_flushed(seq, "end", cancel);
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
     }
-    if (self->closed_) throw self->destroyed_error("end");
-    if (auto seq = self->queue_end()) co_await self->wait_flushed(seq, "end", cancel);
+    co_return;
   }
 
   /// Closes at once. Pending operations finish with operation_aborted; queued bytes are dropped.

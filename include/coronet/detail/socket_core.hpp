@@ -407,6 +407,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     if (closed_) return;
     if (!failure_) failure_ = asio::error::operation_aborted;
     close_descriptor();
+    received_.release();  // destroyed: what was not read is dropped, as in Node
   }
 
   /// Sends RST instead of FIN (Node's resetAndDestroy): SO_LINGER with a zero timeout.
@@ -534,6 +535,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   error fail(const char* op, std::error_code ec) {
     if (!failure_) failure_ = ec;
     close_descriptor();
+    received_.release();
     return syscall_error(op, ec);
   }
 
@@ -548,7 +550,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// coronet) and after every resumption.
   void throw_if_cancelled(const asio::cancellation_state& cancel, const char* op) const {
     if (!is_cancelled(cancel)) return;
-    if (closed_) throw failure_error(op);
+    if (failure_) throw failure_error(op);
     throw error(asio::error::operation_aborted, std::string(op) + " cancelled");
   }
 
@@ -724,7 +726,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   awaitable<void> receive_small(const char* op, const asio::cancellation_state& cancel) {
     throw_if_cancelled(cancel, op);
     co_await asio::post(socket_.get_executor(), asio::use_awaitable);
-    if (closed_) throw failure_error(op);  // destroyed meanwhile
+    if (failure_) throw failure_error(op);  // destroyed or failed meanwhile
     before_wait(op, cancel);               // or cancelled or timed out meanwhile
     if (paused_) co_return;                // or paused meanwhile: read() waits for resume()
     std::error_code waited;
@@ -781,7 +783,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// here is destroy(), our idle timer, or the caller's cancellation.
   void after_wait(const char* op, const std::error_code& ec,
                   const asio::cancellation_state& cancel) {
-    if (closed_) throw failure_error(op);
+    if (failure_) throw failure_error(op);  // destroyed or failed (a graceful close is not)
     if (std::exchange(idle_fired_for_reader_, false)) {
       idle_expired_ = false;
       throw timeout_error(op);
@@ -1037,8 +1039,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     std::error_code ignored;
     socket_.close(ignored);
     if (idle_timer_) idle_timer_->cancel();
-    queue_.clear();
-    received_.release();
+    queue_.clear();  // (received bytes stay: after a graceful close they are still read)
     write_event_.notify_all();
     resume_event_.notify_all();
     if (tracker_) std::exchange(tracker_, nullptr)->closed();

@@ -167,7 +167,10 @@ struct connect_race {
 
   std::optional<socket_type> winner;
   tcp::endpoint winner_endpoint;
-  std::vector<socket_type*> in_flight;  // attempts still connecting, to close when one wins
+  /// The attempts still connecting, to close when one wins. Shared with the attempts'
+  /// coroutines rather than pointed into their frames: a destroyed io_context frees
+  /// the frames in any order, and the last of them must not close a freed socket.
+  std::vector<std::shared_ptr<socket_type>> in_flight;
   std::error_code first_error;
   std::string failures;  // "connect ECONNREFUSED ::1:80; connect ..."
   int running = 0;
@@ -176,9 +179,9 @@ struct connect_race {
 
   /// Closes every attempt still in flight: they finish with operation_aborted.
   void abandon_others() {
-    for (socket_type* s : in_flight) {
+    for (const auto& attempt : in_flight) {
       std::error_code ignored;
-      s->close(ignored);
+      attempt->close(ignored);
     }
   }
 };
@@ -186,14 +189,14 @@ struct connect_race {
 template <typename Executor>
 awaitable<void> connect_attempt(std::shared_ptr<connect_race<Executor>> race, tcp::endpoint target,
                                 ConnectOptions o, Executor executor) {
-  typename connect_race<Executor>::socket_type socket(executor);
-  race->in_flight.push_back(&socket);
-  std::error_code ec = co_await try_connect(socket, target, o);
-  std::erase(race->in_flight, &socket);
+  auto socket = std::make_shared<typename connect_race<Executor>::socket_type>(executor);
+  race->in_flight.push_back(socket);
+  std::error_code ec = co_await try_connect(*socket, target, o);
+  std::erase(race->in_flight, socket);
   --race->running;
   if (!race->winner) {
     if (!ec) {
-      race->winner.emplace(std::move(socket));
+      race->winner.emplace(std::move(*socket));
       race->winner_endpoint = target;
       race->abandon_others();
     } else {

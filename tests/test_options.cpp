@@ -206,3 +206,95 @@ TEST_CASE("destroying the io_context while connect() waits frees nothing twice a
   CHECK(finished == 0);
   CHECK(test::open_descriptors() == descriptors_before);  // every attempt's socket was closed
 }
+
+namespace {
+
+/// What `set` threw; fails the test when it threw nothing.
+template <typename Setter>
+coronet::error thrown_by(Setter set) {
+  try {
+    set();
+  } catch (const coronet::error& e) {
+    return e;
+  }
+  FAIL("expected a coronet::error");
+  return coronet::error(coronet::errc::invalid_argument);
+}
+
+}  // namespace
+
+TEST_CASE("option setters refuse what the kernel would truncate, naming the value") {
+  test::run([]() -> coronet::awaitable<void> {
+    test::pair p;
+    co_await test::make_pair(p);
+    p.client.set_keep_alive(true, 30s).set_user_timeout(2500ms);
+
+    // 2^32 + 100 ms once reached the kernel as 100 ms, and 2^32 + 10 s as 10 s.
+    auto e = thrown_by([&] { p.client.set_user_timeout(4294967396ms); });
+    CHECK(e.code() == coronet::errc::out_of_range);
+    CHECK(std::string(e.what()) ==
+          "The value of \"user_timeout\" is out of range. It must be >= 0 && <= 2147483647 "
+          "(milliseconds). Received 4_294_967_396");
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_USER_TIMEOUT) == 2500);  // untouched
+    e = thrown_by([&] { p.client.set_keep_alive(true, 4294967306s); });
+    CHECK(e.code() == coronet::errc::out_of_range);
+    CHECK(std::string(e.what()) ==
+          "The value of \"initial_delay\" is out of range. It must be >= 0 && <= 32767 "
+          "(seconds). Received 4_294_967_306");
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPIDLE) == 30);
+
+    CHECK(std::string(thrown_by([&] { p.client.set_keep_alive(true, 40000s); }).what()) ==
+          "The value of \"initial_delay\" is out of range. It must be >= 0 && <= 32767 "
+          "(seconds). Received 40000");
+    CHECK(std::string(thrown_by([&] { p.client.set_keep_alive(true, -1s); }).what())
+              .ends_with("Received -1"));
+    CHECK(std::string(thrown_by([&] { p.client.set_keep_alive(true, 1s, 0s, 3); }).what()) ==
+          "The value of \"interval\" is out of range. It must be >= 1 && <= 32767 (seconds). "
+          "Received 0");
+    CHECK(std::string(thrown_by([&] { p.client.set_keep_alive(true, 1s, 1s, 128); }).what()) ==
+          "The value of \"count\" is out of range. It must be >= 1 && <= 127 (probes). "
+          "Received 128");
+    CHECK(std::string(thrown_by([&] { p.client.set_user_timeout(-1ms); }).what())
+              .ends_with("Received -1"));
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPIDLE) == 30);  // nothing half-set
+
+    // The limits themselves are what the kernel keeps.
+    p.client.set_keep_alive(true, Socket::max_keep_alive_delay, Socket::max_keep_alive_delay,
+                            Socket::max_keep_alive_probes);
+    p.client.set_user_timeout(Socket::max_user_timeout);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPIDLE) == 32767);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPINTVL) == 32767);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPCNT) == 127);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_USER_TIMEOUT) == 2147483647);
+  });
+}
+
+TEST_CASE("connect() refuses a keep-alive delay the kernel would refuse, before connecting") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    const int port = co_await test::listen_loopback(server);
+    auto e = co_await test::expect_error(coronet::connect({.host = "127.0.0.1",
+                                                           .port = port,
+                                                           .keep_alive = true,
+                                                           .keep_alive_initial_delay = 40000s}));
+    CHECK(e.code() == coronet::errc::out_of_range);
+    CHECK(std::string(e.what()) ==
+          "The value of \"options.keep_alive_initial_delay\" is out of range. It must be >= 0 && "
+          "<= 32767 (seconds). Received 40000");
+  });
+}
+
+TEST_CASE("connect() with a timeout longer than the clock counts connects (it never passes)") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    const int port = co_await test::listen_loopback(server);
+    // milliseconds::max() as the timer's nanoseconds wrapped into the past and timed
+    // out at once.
+    Socket client = co_await coronet::connect(
+        {.host = "127.0.0.1", .port = port, .timeout = std::chrono::milliseconds::max()});
+    Socket accepted = co_await server.accept();
+    CHECK(client.ready_state() == "open");
+    CHECK(accepted.remote_port() == client.local_port());
+    CHECK(client.timeout() == std::chrono::milliseconds::max());  // then the idle timeout
+  });
+}

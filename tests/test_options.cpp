@@ -298,3 +298,68 @@ TEST_CASE("connect() with a timeout longer than the clock counts connects (it ne
     CHECK(client.timeout() == std::chrono::milliseconds::max());  // then the idle timeout
   });
 }
+
+TEST_CASE("max_connections drops at once while nothing waits in accept(), and takes nothing else") {
+  test::run([]() -> coronet::awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    auto ex = co_await asio::this_coro::executor;
+    Server server{{.max_connections = 1}};
+    std::vector<coronet::DropInfo> drops;
+    server.on_drop([&](const coronet::DropInfo& d) { drops.push_back(d); });
+    const int port = co_await test::listen_loopback(server);
+    Socket first = co_await coronet::connect(port, "127.0.0.1");
+    Socket kept = co_await server.accept();
+
+    // A manual accept loop busy with `kept`: nothing waits in accept(). The extra
+    // client used to sit in the backlog, connected and silent, until the next accept().
+    Socket second = co_await coronet::connect(port, "127.0.0.1");
+    const int second_port = second.local_port();
+    second.set_timeout(5s);
+    CHECK(co_await test::read_all(second) == "");
+    REQUIRE(drops.size() == 1);
+    CHECK(drops[0].remote.port == second_port);
+
+    // Below the limit, a new connection waits for the accept() the program calls
+    // later, however long the server's loop runs first: nothing takes it to drop it.
+    kept.destroy();
+    Socket third = co_await coronet::connect(port, "127.0.0.1");
+    co_await third.write("hello");
+    co_await test::settle([] { return false; }, 200);
+    asio::steady_timer deadline(ex, 5s);
+    auto accepted = co_await (server.accept() || deadline.async_wait(asio::use_awaitable));
+    REQUIRE(accepted.index() == 0);
+    Socket& third_accepted = std::get<0>(accepted);
+    CHECK(third_accepted.remote_port() == third.local_port());
+    CHECK(*(co_await third_accepted.read()) == "hello");
+    CHECK(drops.size() == 1);
+  });
+}
+
+TEST_CASE("max_connections with serve(): the extra client is dropped, the served one goes on") {
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    Server server{{.max_connections = 1}};
+    int drops = 0;
+    server.on_drop([&](const coronet::DropInfo&) { ++drops; });
+    const int port = co_await test::listen_loopback(server);
+    asio::co_spawn(ex, server.serve(test::echo), asio::detached);
+
+    Socket served = co_await coronet::connect(port, "127.0.0.1");
+    co_await served.write("one");
+    CHECK(*(co_await served.read()) == "one");
+    Socket extra = co_await coronet::connect(port, "127.0.0.1");
+    extra.set_timeout(5s);
+    CHECK(co_await test::read_all(extra) == "");
+    CHECK(drops == 1);
+    co_await served.end("two");
+    CHECK(co_await test::read_all(served) == "two");
+
+    // Once the served connection has closed, the next one is served.
+    co_await test::settle([&] { return server.connections() == 0; });
+    Socket next = co_await coronet::connect(port, "127.0.0.1");
+    next.set_timeout(5s);
+    co_await next.end("three");
+    CHECK(co_await test::read_all(next) == "three");
+    CHECK(drops == 1);
+  });
+}

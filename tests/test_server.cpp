@@ -45,9 +45,14 @@ struct failing_setsockopt {
   ~failing_setsockopt() { setsockopt_failures = 0; }
 };
 
+/// The definition ours hides: a sanitizer's interceptor when there is one (TSan's
+/// runtime is linked into this program, where RTLD_NEXT would skip it), else the C
+/// library's.
 template <typename Function>
-Function next_definition(const char* name) {
-  return reinterpret_cast<Function>(::dlsym(RTLD_NEXT, name));
+Function next_definition(const std::string& name) {
+  void* found = ::dlsym(RTLD_DEFAULT, ("__interceptor_" + name).c_str());
+  if (found == nullptr) found = ::dlsym(RTLD_NEXT, name.c_str());
+  return reinterpret_cast<Function>(found);
 }
 
 }  // namespace fault

@@ -64,6 +64,10 @@ TEST_CASE("ports outside 0..65535 are refused before any system call, naming the
     e = co_await test::expect_error(coronet::connect(70000, "127.0.0.1"));
     CHECK(e.code() == coronet::errc::bad_port);
     CHECK(what(e) == "Port should be >= 0 and < 65536. Received 70000.");
+    // -1 is a port like any other, not "no port".
+    e = co_await test::expect_error(coronet::connect({.host = "127.0.0.1", .port = -1}));
+    CHECK(e.code() == coronet::errc::bad_port);
+    CHECK(what(e) == "Port should be >= 0 and < 65536. Received -1.");
     e = co_await test::expect_error(coronet::connect(coronet::ConnectOptions{.host = "127.0.0.1"}));
     CHECK(e.code() == coronet::errc::invalid_argument);
     CHECK(what(e) == "The \"options\" or \"port\" argument must be specified");

@@ -165,3 +165,201 @@ TEST_CASE("when every address fails, the error lists every attempt") {
           "connect ECONNREFUSED ::1:" + p + "; connect ECONNREFUSED 127.0.0.1:" + p);
   });
 }
+
+namespace {
+
+/// A name whose two addresses are both 127.0.0.1: two attempts race for one target.
+std::vector<asio::ip::address> loopback_twice(std::string_view) {
+  return {asio::ip::make_address("127.0.0.1"), asio::ip::make_address("127.0.0.1")};
+}
+
+}  // namespace
+
+TEST_CASE("destroying the io_context while connect() waits frees nothing twice and leaks nothing") {
+  // A program stopped with Ctrl-C while it connects to a black hole: its io_context
+  // goes away with every connect() still waiting on the kernel, and the coroutine
+  // frames go in whatever order Asio destroys them. (ASan reported a heap use after
+  // free here when the race pointed into its attempts' frames.)
+  test::blackhole hole;
+  const int descriptors_before = test::open_descriptors();
+  int finished = 0;
+  {
+    asio::io_context io{1};
+    auto count_finished = [&](std::exception_ptr, Socket) { ++finished; };
+    asio::co_spawn(io, coronet::connect(hole.port(), "127.0.0.1"), count_finished);
+    asio::co_spawn(io, coronet::connect({.host = "127.0.0.1", .port = hole.port(), .timeout = 1h}),
+                   count_finished);
+    asio::co_spawn(io,
+                   coronet::connect({.host = "twice.test",
+                                     .port = hole.port(),
+                                     .attempt_delay = 0ms,
+                                     .lookup = loopback_twice}),
+                   count_finished);
+    // Run what is ready until nothing is: then every attempt waits on a SYN that
+    // the full backlog drops.
+    for (int i = 0; i < 1000 && io.poll() > 0; ++i) {
+    }
+    CHECK(finished == 0);
+    // Four attempts (the last connect races two), plus the io_context's own three.
+    CHECK(test::open_descriptors() >= descriptors_before + 4);
+  }
+  CHECK(finished == 0);
+  CHECK(test::open_descriptors() == descriptors_before);  // every attempt's socket was closed
+}
+
+namespace {
+
+/// What `set` threw; fails the test when it threw nothing.
+template <typename Setter>
+coronet::error thrown_by(Setter set) {
+  try {
+    set();
+  } catch (const coronet::error& e) {
+    return e;
+  }
+  FAIL("expected a coronet::error");
+  return coronet::error(coronet::errc::invalid_argument);
+}
+
+}  // namespace
+
+TEST_CASE("option setters refuse what the kernel would truncate, naming the value") {
+  test::run([]() -> coronet::awaitable<void> {
+    test::pair p;
+    co_await test::make_pair(p);
+    p.client.set_keep_alive(true, 30s).set_user_timeout(2500ms);
+
+    // 2^32 + 100 ms once reached the kernel as 100 ms, and 2^32 + 10 s as 10 s.
+    auto e = thrown_by([&] { p.client.set_user_timeout(4294967396ms); });
+    CHECK(e.code() == coronet::errc::out_of_range);
+    CHECK(std::string(e.what()) ==
+          "The value of \"user_timeout\" is out of range. It must be >= 0 && <= 2147483647 "
+          "(milliseconds). Received 4_294_967_396");
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_USER_TIMEOUT) == 2500);  // untouched
+    e = thrown_by([&] { p.client.set_keep_alive(true, 4294967306s); });
+    CHECK(e.code() == coronet::errc::out_of_range);
+    CHECK(std::string(e.what()) ==
+          "The value of \"initial_delay\" is out of range. It must be >= 0 && <= 32767 "
+          "(seconds). Received 4_294_967_306");
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPIDLE) == 30);
+
+    CHECK(std::string(thrown_by([&] { p.client.set_keep_alive(true, 40000s); }).what()) ==
+          "The value of \"initial_delay\" is out of range. It must be >= 0 && <= 32767 "
+          "(seconds). Received 40000");
+    CHECK(std::string(thrown_by([&] { p.client.set_keep_alive(true, -1s); }).what())
+              .ends_with("Received -1"));
+    CHECK(std::string(thrown_by([&] { p.client.set_keep_alive(true, 1s, 0s, 3); }).what()) ==
+          "The value of \"interval\" is out of range. It must be >= 1 && <= 32767 (seconds). "
+          "Received 0");
+    CHECK(std::string(thrown_by([&] { p.client.set_keep_alive(true, 1s, 1s, 128); }).what()) ==
+          "The value of \"count\" is out of range. It must be >= 1 && <= 127 (probes). "
+          "Received 128");
+    CHECK(std::string(thrown_by([&] { p.client.set_user_timeout(-1ms); }).what())
+              .ends_with("Received -1"));
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPIDLE) == 30);  // nothing half-set
+
+    // The limits themselves are what the kernel keeps.
+    p.client.set_keep_alive(true, Socket::max_keep_alive_delay, Socket::max_keep_alive_delay,
+                            Socket::max_keep_alive_probes);
+    p.client.set_user_timeout(Socket::max_user_timeout);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPIDLE) == 32767);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPINTVL) == 32767);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_KEEPCNT) == 127);
+    CHECK(get_option(p.client, IPPROTO_TCP, TCP_USER_TIMEOUT) == 2147483647);
+  });
+}
+
+TEST_CASE("connect() refuses a keep-alive delay the kernel would refuse, before connecting") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    const int port = co_await test::listen_loopback(server);
+    auto e = co_await test::expect_error(coronet::connect({.host = "127.0.0.1",
+                                                           .port = port,
+                                                           .keep_alive = true,
+                                                           .keep_alive_initial_delay = 40000s}));
+    CHECK(e.code() == coronet::errc::out_of_range);
+    CHECK(std::string(e.what()) ==
+          "The value of \"options.keep_alive_initial_delay\" is out of range. It must be >= 0 && "
+          "<= 32767 (seconds). Received 40000");
+  });
+}
+
+TEST_CASE("connect() with a timeout longer than the clock counts connects (it never passes)") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    const int port = co_await test::listen_loopback(server);
+    // milliseconds::max() as the timer's nanoseconds wrapped into the past and timed
+    // out at once.
+    Socket client = co_await coronet::connect(
+        {.host = "127.0.0.1", .port = port, .timeout = std::chrono::milliseconds::max()});
+    Socket accepted = co_await server.accept();
+    CHECK(client.ready_state() == "open");
+    CHECK(accepted.remote_port() == client.local_port());
+    CHECK(client.timeout() == std::chrono::milliseconds::max());  // then the idle timeout
+  });
+}
+
+TEST_CASE("max_connections drops at once while nothing waits in accept(), and takes nothing else") {
+  test::run([]() -> coronet::awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    auto ex = co_await asio::this_coro::executor;
+    Server server{{.max_connections = 1}};
+    std::vector<coronet::DropInfo> drops;
+    server.on_drop([&](const coronet::DropInfo& d) { drops.push_back(d); });
+    const int port = co_await test::listen_loopback(server);
+    Socket first = co_await coronet::connect(port, "127.0.0.1");
+    Socket kept = co_await server.accept();
+
+    // A manual accept loop busy with `kept`: nothing waits in accept(). The extra
+    // client used to sit in the backlog, connected and silent, until the next accept().
+    Socket second = co_await coronet::connect(port, "127.0.0.1");
+    const int second_port = second.local_port();
+    second.set_timeout(5s);
+    CHECK(co_await test::read_all(second) == "");
+    REQUIRE(drops.size() == 1);
+    CHECK(drops[0].remote.port == second_port);
+
+    // Below the limit, a new connection waits for the accept() the program calls
+    // later, however long the server's loop runs first: nothing takes it to drop it.
+    kept.destroy();
+    Socket third = co_await coronet::connect(port, "127.0.0.1");
+    co_await third.write("hello");
+    co_await test::settle([] { return false; }, 200);
+    asio::steady_timer deadline(ex, 5s);
+    auto accepted = co_await (server.accept() || deadline.async_wait(asio::use_awaitable));
+    REQUIRE(accepted.index() == 0);
+    Socket& third_accepted = std::get<0>(accepted);
+    CHECK(third_accepted.remote_port() == third.local_port());
+    CHECK(*(co_await third_accepted.read()) == "hello");
+    CHECK(drops.size() == 1);
+  });
+}
+
+TEST_CASE("max_connections with serve(): the extra client is dropped, the served one goes on") {
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    Server server{{.max_connections = 1}};
+    int drops = 0;
+    server.on_drop([&](const coronet::DropInfo&) { ++drops; });
+    const int port = co_await test::listen_loopback(server);
+    asio::co_spawn(ex, server.serve(test::echo), asio::detached);
+
+    Socket served = co_await coronet::connect(port, "127.0.0.1");
+    co_await served.write("one");
+    CHECK(*(co_await served.read()) == "one");
+    Socket extra = co_await coronet::connect(port, "127.0.0.1");
+    extra.set_timeout(5s);
+    CHECK(co_await test::read_all(extra) == "");
+    CHECK(drops == 1);
+    co_await served.end("two");
+    CHECK(co_await test::read_all(served) == "two");
+
+    // Once the served connection has closed, the next one is served.
+    co_await test::settle([&] { return server.connections() == 0; });
+    Socket next = co_await coronet::connect(port, "127.0.0.1");
+    next.set_timeout(5s);
+    co_await next.end("three");
+    CHECK(co_await test::read_all(next) == "three");
+    CHECK(drops == 1);
+  });
+}

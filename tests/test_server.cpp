@@ -1,9 +1,87 @@
 // Server: listen, accept, serve, close, wait_closed, addresses and counts.
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "support.hpp"
 
 using coronet::Server;
 using coronet::Socket;
 using namespace std::chrono_literals;
+
+// Faults that loopback never produces (accept() failing with ENETDOWN when an
+// interface goes down mid-handshake, a setsockopt() the kernel refuses on one
+// connection), injected at the system call: this program's accept() and
+// setsockopt() are these, which call the C library's unless a test armed a fault.
+namespace fault {
+
+std::atomic<int> accept_failures{0};  // how many accepted connections to fail
+int accept_errno = 0;
+std::atomic<int> accepts_failed{0};
+std::atomic<int> setsockopt_failures{0};  // how many setsockopt(IPPROTO_TCP, name) to fail
+int setsockopt_name = -1;
+std::atomic<int> setsockopts_failed{0};
+
+/// Arms accept() to fail the next `count` connections with `errno_value`, as the
+/// kernel does: the connection is taken from the backlog and gone.
+struct failing_accepts {
+  failing_accepts(int errno_value, int count) {
+    accept_errno = errno_value;
+    accepts_failed = 0;
+    accept_failures = count;
+  }
+  ~failing_accepts() { accept_failures = 0; }
+};
+
+/// Arms setsockopt(IPPROTO_TCP, name) to fail `count` times with EINVAL.
+struct failing_setsockopt {
+  failing_setsockopt(int name, int count) {
+    setsockopt_name = name;
+    setsockopts_failed = 0;
+    setsockopt_failures = count;
+  }
+  ~failing_setsockopt() { setsockopt_failures = 0; }
+};
+
+/// The definition ours hides: a sanitizer's interceptor when there is one (TSan's
+/// runtime is linked into this program, where RTLD_NEXT would skip it), else the C
+/// library's.
+template <typename Function>
+Function next_definition(const std::string& name) {
+  void* found = ::dlsym(RTLD_DEFAULT, ("__interceptor_" + name).c_str());
+  if (found == nullptr) found = ::dlsym(RTLD_NEXT, name.c_str());
+  return reinterpret_cast<Function>(found);
+}
+
+}  // namespace fault
+
+extern "C" int accept(int fd, sockaddr* __restrict address, socklen_t* __restrict length) {
+  using accept_function = int (*)(int, sockaddr*, socklen_t*);
+  static const auto real = fault::next_definition<accept_function>("accept");
+  const int accepted = real(fd, address, length);
+  if (accepted < 0 || fault::accept_failures.load() <= 0) return accepted;
+  --fault::accept_failures;
+  ++fault::accepts_failed;
+  ::close(accepted);
+  errno = fault::accept_errno;
+  return -1;
+}
+
+extern "C" int setsockopt(int fd, int level, int name, const void* value,
+                          socklen_t length) noexcept {
+  using setsockopt_function = int (*)(int, int, int, const void*, socklen_t);
+  static const auto real = fault::next_definition<setsockopt_function>("setsockopt");
+  if (level == IPPROTO_TCP && name == fault::setsockopt_name &&
+      fault::setsockopt_failures.load() > 0) {
+    --fault::setsockopt_failures;
+    ++fault::setsockopts_failed;
+    errno = EINVAL;
+    return -1;
+  }
+  return real(fd, level, name, value, length);
+}
 
 TEST_CASE("listen(0) picks a port and address() reports it") {
   test::run([]() -> coronet::awaitable<void> {
@@ -275,4 +353,118 @@ TEST_CASE("reuse_port: two servers on two threads share one port") {
   // mean SO_REUSEPORT was not in effect (odds 1 in 2^31 otherwise).
   CHECK(served_first > 0);
   CHECK(served_second > 0);
+}
+
+namespace {
+
+/// The error constructing a Server with `options` throws; fails the test if none.
+coronet::error construction_error(coronet::ServerOptions options) {
+  try {
+    Server server{options};
+  } catch (const coronet::error& e) {
+    return e;
+  }
+  FAIL("expected a coronet::error");
+  return coronet::error(coronet::errc::invalid_argument);
+}
+
+}  // namespace
+
+TEST_CASE("a keep-alive delay the kernel would refuse is refused when the server is made") {
+  // It used to pass, and the first accepted connection's setsockopt() threw out of
+  // serve(), which then accepted nothing while listening() stayed true.
+  auto e = construction_error({.keep_alive = true, .keep_alive_initial_delay = 40000s});
+  CHECK(e.code() == coronet::errc::out_of_range);
+  CHECK(std::string(e.what()) ==
+        "The value of \"options.keep_alive_initial_delay\" is out of range. It must be >= 0 && "
+        "<= 32767 (seconds). Received 40000");
+  e = construction_error({.keep_alive_initial_delay = -1s});
+  CHECK(std::string(e.what()).ends_with("Received -1"));
+  Server longest{{.keep_alive = true, .keep_alive_initial_delay = Socket::max_keep_alive_delay}};
+  CHECK(longest.options().keep_alive_initial_delay == 32767s);
+}
+
+TEST_CASE("serve() goes on after accept() fails for one connection (ENETDOWN, EHOSTUNREACH)") {
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    Server server;
+    const int port = co_await test::listen_loopback(server);
+    asio::co_spawn(ex, server.serve(test::echo), asio::detached);
+    for (int errno_value : {ENETDOWN, EHOSTUNREACH}) {
+      fault::failing_accepts failing(errno_value, 1);
+      Socket lost = co_await coronet::connect(port, "127.0.0.1");
+      lost.set_timeout(5s);  // bounds the test when the server hangs up on nobody
+      CHECK(co_await test::read_all(lost) == "");  // the kernel took it and closed it
+      CHECK(fault::accepts_failed == 1);
+
+      Socket next = co_await coronet::connect(port, "127.0.0.1");
+      next.set_timeout(5s);  // it sat in the backlog for good when serve() had ended
+      co_await next.end("still serving");
+      CHECK(co_await test::read_all(next) == "still serving");
+    }
+    CHECK(server.listening());
+  });
+}
+
+TEST_CASE("accept() skips a connection that failed and returns the next one") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    const int port = co_await test::listen_loopback(server);
+    fault::failing_accepts failing(ENETDOWN, 1);
+    Socket lost = co_await coronet::connect(port, "127.0.0.1");
+    Socket kept = co_await coronet::connect(port, "127.0.0.1");
+    Socket accepted = co_await server.accept();
+    CHECK(fault::accepts_failed == 1);
+    CHECK(accepted.remote_port() == kept.local_port());
+    lost.set_timeout(5s);
+    CHECK(co_await test::read_all(lost) == "");
+  });
+}
+
+TEST_CASE("an option the kernel refuses on one accepted socket closes that socket only") {
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    Server server{{.keep_alive = true, .keep_alive_initial_delay = 5s}};
+    const int port = co_await test::listen_loopback(server);
+    asio::co_spawn(ex, server.serve(test::echo), asio::detached);
+    {
+      fault::failing_setsockopt failing(TCP_KEEPIDLE, 1);
+      Socket refused = co_await coronet::connect(port, "127.0.0.1");
+      refused.set_timeout(5s);
+      CHECK(co_await test::read_all(refused) == "");
+      CHECK(fault::setsockopts_failed == 1);
+    }
+    Socket next = co_await coronet::connect(port, "127.0.0.1");
+    next.set_timeout(5s);
+    co_await next.end("still serving");
+    CHECK(co_await test::read_all(next) == "still serving");
+    CHECK(server.connections() <= 1);  // the refused one is not counted
+  });
+}
+
+namespace {
+
+/// True when serve() can be called with a Handler: the check a user's mistake meets.
+template <typename Handler>
+concept servable = requires(Server& server, Handler handler) {
+  server.serve(handler);
+};
+
+auto takes_an_int = [](int) -> coronet::awaitable<void> { co_return; };
+auto returns_nothing = [](Socket) {};
+auto returns_an_int = [](Socket) -> coronet::awaitable<int> { co_return 1; };
+auto handles_a_socket = [](Socket) -> coronet::awaitable<void> { co_return; };
+
+}  // namespace
+
+TEST_CASE("serve() refuses a handler of the wrong type where it is called") {
+  // Before the requires clause each of these compiled as far as server.hpp's
+  // insides, and the error pointed there.
+  static_assert(servable<decltype(&test::echo)>);
+  static_assert(servable<decltype(handles_a_socket)>);
+  static_assert(!servable<decltype(takes_an_int)>);
+  static_assert(!servable<decltype(returns_nothing)>);
+  static_assert(!servable<decltype(returns_an_int)>);
+  static_assert(coronet::connection_handler<decltype(handles_a_socket), Socket>);
+  CHECK(servable<decltype(&test::echo)>);
 }

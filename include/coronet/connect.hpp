@@ -30,18 +30,23 @@ namespace coronet {
 /// usually written: `co_await connect({.host = "example.org", .port = 80})`.)
 struct ConnectOptions {
   std::string_view host = "localhost";  ///< a name (resolved) or an IP literal (used as is)
-  int port = -1;                        ///< 0..65535; required
-  std::string_view local_address{};     ///< source address to bind, an IP literal
-  int local_port = 0;                   ///< source port to bind; 0 lets the kernel pick
-  int family = 0;                       ///< 0 (any), 4 or 6: which resolved addresses to try
-  bool allow_half_open = false;         ///< see ServerOptions::allow_half_open
-  bool no_delay = false;                ///< set TCP_NODELAY once connected
-  bool keep_alive = false;              ///< set SO_KEEPALIVE once connected
-  /// With keep_alive: the first probe after this (whole seconds); 0 keeps the
-  /// system's delay. See basic_socket::set_keep_alive().
+  /// 0..65535; required. Left out, connect() says so; out of range (-1 too), it
+  /// names the value as Node's ERR_SOCKET_BAD_PORT does.
+  std::optional<int> port{};
+  std::string_view local_address{};  ///< source address to bind, an IP literal
+  int local_port = 0;                ///< source port to bind; 0 lets the kernel pick
+  int family = 0;                    ///< 0 (any), 4 or 6: which resolved addresses to try
+  bool allow_half_open = false;      ///< see ServerOptions::allow_half_open
+  bool no_delay = false;             ///< set TCP_NODELAY once connected
+  bool keep_alive = false;           ///< set SO_KEEPALIVE once connected
+  /// With keep_alive: the first probe after this (whole seconds, at most
+  /// Socket::max_keep_alive_delay); 0 keeps the system's delay. See
+  /// basic_socket::set_keep_alive().
   std::chrono::seconds keep_alive_initial_delay{0};
   /// Bounds connection set-up: when no address answers within it, connect() throws
   /// errc::timeout. As in Node it also becomes the socket's idle timeout afterwards.
+  /// 0 is none; a span longer than the clock can count (milliseconds::max()) never
+  /// passes.
   std::chrono::milliseconds timeout{0};
   /// Happy Eyeballs (RFC 8305): when a name resolves to several addresses, the
   /// next attempt starts after this delay (or at once when the previous one
@@ -61,11 +66,11 @@ namespace detail {
 using tcp = asio::ip::tcp;
 
 inline void validate(const ConnectOptions& o) {
-  if (o.port == -1) {
+  if (!o.port) {
     throw error(make_error_code(errc::invalid_argument),
                 "The \"options\" or \"port\" argument must be specified");
   }
-  checked_port(o.port, "Port");
+  checked_port(*o.port, "Port");
   checked_port(o.local_port, "options.localPort");
   if (o.family != 0 && o.family != 4 && o.family != 6) {
     throw error(make_error_code(errc::bad_family),
@@ -81,6 +86,23 @@ inline void validate(const ConnectOptions& o) {
     throw error(make_error_code(errc::invalid_argument),
                 "options.timeout and options.attempt_delay must not be negative");
   }
+  checked_range("options.keep_alive_initial_delay", o.keep_alive_initial_delay.count(), 0,
+                Socket::max_keep_alive_delay.count(), "seconds");
+}
+
+/// Sets `timer` to go off `after` from now. A span the clock cannot count (its
+/// nanoseconds overflow past about 292 years, as milliseconds::max() does) would
+/// wrap into the past and fire at once: it means never.
+template <typename Timer>
+void expire_after(Timer& timer, std::chrono::milliseconds after) {
+  using clock = typename Timer::clock_type;
+  constexpr auto longest =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock::duration::max());
+  if (after >= longest) {
+    timer.expires_at(clock::time_point::max());
+  } else {
+    timer.expires_after(after);  // Asio saturates now() + after at time_point::max()
+  }
 }
 
 inline bool family_matches(const tcp::endpoint& ep, int family) {
@@ -90,7 +112,7 @@ inline bool family_matches(const tcp::endpoint& ep, int family) {
 /// The addresses to try, in the resolver's order. An IP literal skips resolution.
 template <typename Executor>
 awaitable<std::vector<tcp::endpoint>> resolve(Executor executor, const ConnectOptions& o) {
-  const auto port = static_cast<std::uint16_t>(o.port);
+  const auto port = static_cast<std::uint16_t>(*o.port);
   std::vector<tcp::endpoint> endpoints;
   if (auto ip = parse_ip(o.host)) {
     endpoints.emplace_back(*ip, port);
@@ -167,7 +189,10 @@ struct connect_race {
 
   std::optional<socket_type> winner;
   tcp::endpoint winner_endpoint;
-  std::vector<socket_type*> in_flight;  // attempts still connecting, to close when one wins
+  /// The attempts still connecting, to close when one wins. Shared with the attempts'
+  /// coroutines rather than pointed into their frames: a destroyed io_context frees
+  /// the frames in any order, and the last of them must not close a freed socket.
+  std::vector<std::shared_ptr<socket_type>> in_flight;
   std::error_code first_error;
   std::string failures;  // "connect ECONNREFUSED ::1:80; connect ..."
   int running = 0;
@@ -176,9 +201,9 @@ struct connect_race {
 
   /// Closes every attempt still in flight: they finish with operation_aborted.
   void abandon_others() {
-    for (socket_type* s : in_flight) {
+    for (const auto& attempt : in_flight) {
       std::error_code ignored;
-      s->close(ignored);
+      attempt->close(ignored);
     }
   }
 };
@@ -186,14 +211,14 @@ struct connect_race {
 template <typename Executor>
 awaitable<void> connect_attempt(std::shared_ptr<connect_race<Executor>> race, tcp::endpoint target,
                                 ConnectOptions o, Executor executor) {
-  typename connect_race<Executor>::socket_type socket(executor);
-  race->in_flight.push_back(&socket);
-  std::error_code ec = co_await try_connect(socket, target, o);
-  std::erase(race->in_flight, &socket);
+  auto socket = std::make_shared<typename connect_race<Executor>::socket_type>(executor);
+  race->in_flight.push_back(socket);
+  std::error_code ec = co_await try_connect(*socket, target, o);
+  std::erase(race->in_flight, socket);
   --race->running;
   if (!race->winner) {
     if (!ec) {
-      race->winner.emplace(std::move(socket));
+      race->winner.emplace(std::move(*socket));
       race->winner_endpoint = target;
       race->abandon_others();
     } else {
@@ -229,7 +254,7 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
     }
     if (race->running == 0 && next == targets.size()) break;  // every attempt failed
     if (next < targets.size()) {
-      stagger.expires_after(o.attempt_delay);
+      expire_after(stagger, o.attempt_delay);
       auto woke =
           co_await (race->changed.wait(race->executor) || stagger.async_wait(asio::use_awaitable));
       launch_now = woke.index() == 1;  // the delay passed with no answer: start the next one
@@ -262,12 +287,13 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
     using namespace asio::experimental::awaitable_operators;
     asio::basic_waitable_timer<std::chrono::steady_clock,
                                asio::wait_traits<std::chrono::steady_clock>, Executor>
-        timer(executor, o.timeout);
+        timer(executor);
+    expire_after(timer, o.timeout);
     auto outcome = co_await (connect_any(executor, targets, o, connected) ||
                              timer.async_wait(asio::use_awaitable));
     if (outcome.index() == 1) {
       throw error(make_error_code(errc::timeout),
-                  "connect ETIMEDOUT " + std::string(o.host) + ":" + std::to_string(o.port) +
+                  "connect ETIMEDOUT " + std::string(o.host) + ":" + std::to_string(*o.port) +
                       " (no connection within " + std::to_string(o.timeout.count()) + " ms)");
     }
     socket.emplace(std::move(std::get<0>(outcome)));
@@ -298,11 +324,15 @@ inline awaitable<Socket> connect_here(ConnectOptions o, std::string host,
 }  // namespace detail
 
 /// Opens a TCP connection on the awaiting coroutine's executor.
-/// Completes once connected. Throws coronet::error: a bad port, family or local
-/// address before any system call; "getaddrinfo ENOTFOUND host"; "connect
-/// ECONNREFUSED 127.0.0.1:4000" (every attempt listed when several addresses were
-/// tried, code() of the first); errc::timeout when options.timeout passes.
-/// Cancelling it closes the half-open attempt; nothing is left behind.
+/// Completes once connected. Throws coronet::error: before any system call, a
+/// missing port (errc::invalid_argument), a port outside 0..65535 (errc::bad_port,
+/// "Port should be >= 0 and < 65536. Received -1."), a bad family or local address,
+/// a keep_alive_initial_delay outside 0..32767 s (errc::out_of_range); then
+/// "getaddrinfo ENOTFOUND host"; "connect ECONNREFUSED 127.0.0.1:4000" (every
+/// attempt listed when several addresses were tried, code() of the first);
+/// errc::timeout when options.timeout passes.
+/// Cancelling it, or destroying the io_context while it waits, closes every attempt
+/// still connecting; nothing is left open or pointing at freed memory.
 inline awaitable<Socket> connect(const ConnectOptions& options) {
   return detail::connect_here(options, std::string(options.host),
                               std::string(options.local_address));

@@ -13,6 +13,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -38,6 +39,7 @@ enum class errc {
   frame_too_long,            ///< read_line()/read_until() passed its byte bound
   truncated_frame,           ///< FIN arrived in the middle of a read_exactly()/read_line() frame
   not_connected,             ///< an operation that needs a connection on a socket that has none
+  out_of_range,              ///< a number outside what the option takes (Node's ERR_OUT_OF_RANGE)
 };
 
 namespace detail {
@@ -62,6 +64,7 @@ class errc_category final : public std::error_category {
       case errc::frame_too_long: return "frame longer than the allowed maximum";
       case errc::truncated_frame: return "the peer ended the stream in the middle of a frame";
       case errc::not_connected: return "the socket is not connected";
+      case errc::out_of_range: return "value out of range";
     }
     return "unknown coronet error";
   }
@@ -229,6 +232,40 @@ inline error syscall_error(std::string_view syscall, const std::error_code& ec,
     message += where;
   }
   return error(ec, std::move(message));
+}
+
+/// An integer as Node prints it in ERR_OUT_OF_RANGE: digits grouped by '_' beyond
+/// 2^32 ("4_294_967_396"), so a wrapped value is easy to see.
+inline std::string node_integer(long long value) {
+  const unsigned long long magnitude =
+      value < 0 ? 0ULL - static_cast<unsigned long long>(value) : value;
+  std::string digits = std::to_string(magnitude);
+  if (magnitude > (1ULL << 32)) {
+    for (auto i = static_cast<std::ptrdiff_t>(digits.size()) - 3; i > 0; i -= 3) {
+      digits.insert(static_cast<std::size_t>(i), 1, '_');
+    }
+  }
+  return value < 0 ? "-" + digits : digits;
+}
+
+/// Node's ERR_OUT_OF_RANGE: `The value of "interval" is out of range. It must be
+/// >= 1 && <= 32767 (seconds). Received 40000`.
+inline error out_of_range(std::string_view name, std::string_view range, long long received) {
+  return error(make_error_code(errc::out_of_range),
+               "The value of \"" + std::string(name) + "\" is out of range. It must be " +
+                   std::string(range) + ". Received " + node_integer(received));
+}
+
+/// `value` when it lies in min..max; else out_of_range(), the range in `unit`.
+inline long long checked_range(std::string_view name, long long value, long long min, long long max,
+                               std::string_view unit) {
+  if (value < min || value > max) {
+    throw out_of_range(name,
+                       ">= " + std::to_string(min) + " && <= " + std::to_string(max) + " (" +
+                           std::string(unit) + ")",
+                       value);
+  }
+  return value;
 }
 
 }  // namespace detail

@@ -8,7 +8,9 @@
 // the Server object and wait_closed() still counts it.
 #pragma once
 
+#include <cerrno>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -33,12 +35,16 @@ struct ServerOptions {
   bool allow_half_open = false;
   /// Accepted sockets start paused: nothing is read until resume().
   bool pause_on_connect = false;
-  bool no_delay = false;                             ///< TCP_NODELAY on every accepted socket
-  bool keep_alive = false;                           ///< SO_KEEPALIVE on every accepted socket ...
-  std::chrono::seconds keep_alive_initial_delay{0};  ///< ... with this first-probe delay
-  std::size_t high_water_mark = 64 * 1024;           ///< each socket's write_nowait() bound
-  /// Connections beyond this many open ones are closed at once and reported to
-  /// on_drop() (Node's maxConnections and 'drop'). 0: no limit (Node 20's meaning).
+  bool no_delay = false;    ///< TCP_NODELAY on every accepted socket
+  bool keep_alive = false;  ///< SO_KEEPALIVE on every accepted socket ...
+  /// ... with this first-probe delay: 0 (the system's) to Socket::max_keep_alive_delay
+  /// (32767 s, Linux's limit); the server's constructor refuses anything else.
+  std::chrono::seconds keep_alive_initial_delay{0};
+  std::size_t high_water_mark = 64 * 1024;  ///< each socket's write_nowait() bound
+  /// Connections beyond this many open ones are closed as they arrive and reported
+  /// to on_drop() (Node's maxConnections and 'drop'), whether or not anything waits
+  /// in accept() at that moment. Below the limit, a connection waits in the kernel's
+  /// backlog for the next accept(), as always. 0: no limit (Node 20's meaning).
   std::size_t max_connections = 0;
 };
 
@@ -61,6 +67,15 @@ struct ListenOptions {
 static_assert(std::is_trivially_destructible_v<ListenOptions>);
 static_assert(std::is_trivially_destructible_v<ServerOptions>);
 
+/// What serve() takes: a copyable callable that, given an accepted socket, returns
+/// the coroutine (awaitable<void>) that handles it. serve() copies it once per
+/// connection, so a capturing lambda is fine as long as what it captures outlives
+/// the server's connections.
+template <typename Handler, typename SocketType>
+concept connection_handler =
+    std::copy_constructible<Handler> && std::invocable<Handler&, SocketType> &&
+    std::same_as<std::invoke_result_t<Handler&, SocketType>, awaitable<void>>;
+
 /// A TCP server, Node's net.Server, whose acceptor and sockets use `Executor`
 /// (Server is the usual one, on asio::any_io_executor). A move-only handle;
 /// the sockets it accepted may outlive it.
@@ -73,7 +88,10 @@ class basic_server {
   using socket_type = basic_socket<Executor>;
 
   /// A server that does not listen yet; `options` apply to every accepted socket.
-  explicit basic_server(ServerOptions options = {}) : state_(std::make_shared<state>(options)) {}
+  /// Throws errc::out_of_range for an option the kernel would refuse on every
+  /// connection (a keep_alive_initial_delay outside 0..32767 s), naming it.
+  explicit basic_server(ServerOptions options = {})
+      : state_(std::make_shared<state>(validated(options))) {}
   ///@{
   /// Moves the handle; a moved-from server may only be destroyed or assigned to.
   /// Assigning over a server does not close() it; a running serve() keeps it listening.
@@ -105,33 +123,43 @@ class basic_server {
     bind_and_listen(*state_, executor, options, resolve_now(executor, options));
   }
 
-  /// The next connection. Completes when a peer connects. Throws
-  /// errc::server_not_running when not listening, operation_aborted when close()
-  /// interrupts it, "accept EMFILE" and the like when the process is out of
-  /// resources (serve() rides those out; a bare accept() loop should too).
+  /// The next connection. Completes when a peer connects and its socket has the
+  /// server's options. A connection that fails on its own is skipped and accept()
+  /// waits for the next: one the peer gave up on (ECONNABORTED), one accept(2)
+  /// says to retry after (ENETDOWN, EPROTO, EHOSTUNREACH, ...), one the kernel
+  /// refuses an option on (closed), one beyond max_connections (closed, reported
+  /// to on_drop()). Throws errc::server_not_running when not listening,
+  /// operation_aborted when close() interrupts it ("accept aborted: the server was
+  /// closed"), "accept EMFILE" and the like when the process is out of resources
+  /// (serve() rides those out; a bare accept() loop should too). Cancelled, it
+  /// throws operation_aborted and leaves the next connection in the backlog; if
+  /// the cancellation loses a race with the accept, that connection is closed.
   awaitable<socket_type> accept() { return accept_on(state_); }
 
   /// Accepts until close(), running `handler(socket)` (a coroutine returning
-  /// awaitable<void>) for each connection on the server's executor. An exception
-  /// from a handler ends that connection only. Completes after close(). Out of
-  /// descriptors (EMFILE/ENFILE) it pauses accepting briefly instead of spinning.
+  /// awaitable<void>; see connection_handler) for each connection on the server's
+  /// executor. An exception from a handler ends that connection only, as does a
+  /// connection accept() skips. Completes after close(). Out of descriptors
+  /// (EMFILE/ENFILE) it pauses accepting briefly instead of spinning. Throws what
+  /// accept() throws otherwise; cancelled, it stops accepting (the server still
+  /// listens) and running handlers go on.
   template <typename Handler>
-  // NOLINTNEXTLINE(performance-unnecessary-value-param): a coroutine must own its arguments
-  awaitable<void> serve(Handler handler) {
+  requires connection_handler<Handler, socket_type>
+      // NOLINTNEXTLINE(performance-unnecessary-value-param): a coroutine must own its arguments
+      awaitable<void> serve(Handler handler) {
     auto s = state_;
     for (;;) {
       std::optional<socket_type> socket;
-      std::error_code failure;
+      bool exhausted = false;
       try {
         socket.emplace(co_await accept_on(s));
       } catch (const error& e) {
         if (!s->listening()) co_return;
-        failure = e.code();
-        if (failure != std::errc::connection_aborted && !is_resource_exhaustion(failure)) throw;
+        if (!is_resource_exhaustion(e.code())) throw;
+        exhausted = true;
       }
-      if (failure) {
-        // ECONNABORTED: the peer gave up first; try the next one at once.
-        if (is_resource_exhaustion(failure)) co_await pause_accepting(s);
+      if (exhausted) {
+        co_await pause_accepting(s);
         continue;
       }
       asio::co_spawn(s->executor(), run_handler(handler, std::move(*socket)), asio::detached);
@@ -190,16 +218,26 @@ class basic_server {
   using tcp = asio::ip::tcp;
   using acceptor_type = asio::basic_socket_acceptor<tcp, Executor>;
 
+  using stream_type = asio::basic_stream_socket<tcp, Executor>;
+
   struct state {
     explicit state(ServerOptions o) : options(o) {}
     ServerOptions options;
     std::optional<acceptor_type> acceptor;
     std::shared_ptr<detail::connection_tracker> tracker;
     std::function<void(const DropInfo&)> on_drop;
+    std::size_t accepting = 0;  // accept() calls waiting: they drop over-limit connections
+    bool dropping = false;      // drop_while_full() runs: nobody else need start it
     bool listening() const { return acceptor && acceptor->is_open(); }
     executor_type executor() { return acceptor->get_executor(); }
   };
   using state_ptr = std::shared_ptr<state>;
+
+  static ServerOptions validated(const ServerOptions& o) {
+    detail::checked_range("options.keep_alive_initial_delay", o.keep_alive_initial_delay.count(), 0,
+                          socket_type::max_keep_alive_delay.count(), "seconds");
+    return o;
+  }
 
   /// Where to bind; nullopt means "no host": "::" dual-stack, else "0.0.0.0".
   using bind_target = std::optional<tcp::endpoint>;
@@ -315,29 +353,133 @@ class basic_server {
     return {};
   }
 
+  /// Counts an accept() in state::accepting for as long as it may still drop.
+  class waiting_in_accept {
+   public:
+    explicit waiting_in_accept(state& s) : s_(s) { ++s_.accepting; }
+    waiting_in_accept(const waiting_in_accept&) = delete;
+    waiting_in_accept& operator=(const waiting_in_accept&) = delete;
+    ~waiting_in_accept() { stop(); }
+    void stop() {
+      if (counted_) --s_.accepting;
+      counted_ = false;
+    }
+
+   private:
+    state& s_;
+    bool counted_ = true;
+  };
+
   static awaitable<socket_type> accept_on(state_ptr s) {
     if (!s->listening()) throw error(errc::server_not_running);
-    tcp::endpoint peer_endpoint;
-    asio::basic_stream_socket<tcp, Executor> peer(s->executor());
+    waiting_in_accept waiting{*s};
     for (;;) {
+      tcp::endpoint remote;
+      stream_type peer(s->executor());
       auto [ec] = co_await s->acceptor->async_accept(
-          peer, peer_endpoint, asio::experimental::as_tuple(asio::use_awaitable));
+          peer, remote, asio::experimental::as_tuple(asio::use_awaitable));
       if (ec == asio::error::operation_aborted && !s->listening()) {
         throw error(ec, "accept aborted: the server was closed");
       }
-      if (ec) throw detail::syscall_error("accept", ec);
-      if (!over_limit(*s)) break;
-      drop(*s, peer, peer_endpoint);
+      if (is_failed_connection(ec)) continue;
+      if (ec) {
+        waiting.stop();
+        start_dropping_if_full(s);  // this accept() no longer drops for the server
+        throw detail::syscall_error("accept", ec);
+      }
+      if (over_limit(*s)) {
+        drop(*s, peer, remote);
+        continue;
+      }
+      if (auto socket = adopt(*s, std::move(peer), remote)) {
+        waiting.stop();
+        start_dropping_if_full(s);
+        co_return std::move(*socket);
+      }
     }
-    const ServerOptions& o = s->options;
+  }
+
+  /// The accepted connection as a socket with the server's options, or nullopt
+  /// when the kernel refuses one of them: that connection alone is closed (the
+  /// socket's destructor does it), as Node ignores a failed setKeepAlive().
+  static std::optional<socket_type> adopt(state& s, stream_type peer, const tcp::endpoint& remote) {
+    const ServerOptions& o = s.options;
     detail::socket_settings settings{.allow_half_open = o.allow_half_open,
                                      .paused = o.pause_on_connect,
                                      .high_water_mark = o.high_water_mark};
-    socket_type socket(std::make_shared<detail::socket_core<Executor>>(
-        std::move(peer), peer_endpoint, settings, s->tracker));
-    if (o.no_delay) socket.set_no_delay(true);
-    if (o.keep_alive) socket.set_keep_alive(true, o.keep_alive_initial_delay);
-    co_return socket;
+    socket_type socket(std::make_shared<detail::socket_core<Executor>>(std::move(peer), remote,
+                                                                       settings, s.tracker));
+    try {
+      if (o.no_delay) socket.set_no_delay(true);
+      if (o.keep_alive) socket.set_keep_alive(true, o.keep_alive_initial_delay);
+    } catch (const error&) {
+      return std::nullopt;
+    }
+    return socket;
+  }
+
+  /// accept(2): "Linux accept() passes already-pending network errors on the new
+  /// socket as an error code from accept() ... For reliable operation the
+  /// application should detect [these] and treat them like EAGAIN by retrying."
+  /// (ECONNABORTED and EPROTO: Asio retries those itself; listed for clarity.)
+  static bool is_failed_connection(const std::error_code& ec) {
+    const auto code = detail::normalize(ec);
+    if (code.category() != std::system_category()) return false;
+    switch (code.value()) {
+      case ECONNABORTED:
+      case ENETDOWN:
+      case EPROTO:
+      case ENOPROTOOPT:
+      case EHOSTDOWN:
+      case ENONET:
+      case EHOSTUNREACH:
+      case EOPNOTSUPP:
+      case ENETUNREACH: return true;
+      default: return false;
+    }
+  }
+
+  /// Node drops a connection beyond maxConnections as soon as it arrives. An
+  /// accept() that is waiting does that itself; when none is (a handler loop busy
+  /// elsewhere), this coroutine does it, so the client is not left connected and
+  /// silent in the backlog.
+  static void start_dropping_if_full(const state_ptr& s) {
+    if (s->dropping || !should_drop(*s)) return;
+    s->dropping = true;
+    asio::co_spawn(s->executor(), drop_while_full(s), asio::detached);
+  }
+
+  static bool should_drop(const state& s) {
+    return s.listening() && s.accepting == 0 && over_limit(s);
+  }
+
+  /// Waits until a connection is pending and accepts it only to drop it, while the
+  /// server is full and no accept() waits. It never accepts below the limit, so a
+  /// connection that an accept() called later should get stays in the backlog.
+  static awaitable<void> drop_while_full(state_ptr s) {
+    struct stop_dropping {
+      state& s;
+      ~stop_dropping() { s.dropping = false; }
+    } guard{*s};
+    // Let the accept() that filled the server hand out its socket first, and a
+    // serve() loop call accept() again, which makes this loop unnecessary.
+    co_await asio::post(s->executor(), asio::use_awaitable);
+    while (should_drop(*s)) {
+      auto [waited] = co_await s->acceptor->async_wait(
+          acceptor_type::wait_read, asio::experimental::as_tuple(asio::use_awaitable));
+      if (waited && waited != asio::error::operation_aborted) co_return;
+      if (waited || !should_drop(*s)) continue;
+      std::error_code ec;
+      s->acceptor->non_blocking(true, ec);  // another accept may have taken it: no blocking
+      tcp::endpoint remote;
+      stream_type peer(s->executor());
+      if (!ec) s->acceptor->accept(peer, remote, ec);
+      if (!ec) {
+        drop(*s, peer, remote);
+      } else if (is_resource_exhaustion(ec)) {
+        co_await pause_accepting(s);
+      }
+    }
   }
 
   static bool over_limit(const state& s) {

@@ -308,34 +308,47 @@ class basic_socket {
     return *this;
   }
 
+  /// The longest keep-alive delay and probe interval Linux takes (MAX_TCP_KEEPIDLE,
+  /// MAX_TCP_KEEPINTVL), and the most probes (MAX_TCP_KEEPCNT).
+  static constexpr std::chrono::seconds max_keep_alive_delay{32767};
+  static constexpr int max_keep_alive_probes = 127;
+  /// The longest TCP_USER_TIMEOUT: the kernel holds it in an int of milliseconds.
+  static constexpr std::chrono::milliseconds max_user_timeout{2147483647};
+
   /// SO_KEEPALIVE with Node's probe settings: the first probe after `initial_delay`
   /// (whole seconds; 0 keeps the system's), then one per second, 10 before giving up.
+  /// A delay outside 0..max_keep_alive_delay is errc::out_of_range before any system
+  /// call ("The value of "initial_delay" is out of range. It must be >= 0 && <= 32767
+  /// (seconds). Received 40000"): the kernel would refuse it, or keep it truncated.
   basic_socket& set_keep_alive(bool enable, std::chrono::seconds initial_delay = {}) {
     return set_keep_alive(enable, initial_delay, std::chrono::seconds(1), 10);
   }
-  /// The same with the probe interval and count that Node users asked for for years.
+  /// The same with the probe interval and count that Node users asked for for years:
+  /// `interval` 1..max_keep_alive_delay, `count` 1..max_keep_alive_probes, else
+  /// errc::out_of_range, checked before anything is set.
   basic_socket& set_keep_alive(bool enable, std::chrono::seconds initial_delay,
                                std::chrono::seconds interval, int count) {
-    if (initial_delay.count() < 0 || interval.count() <= 0 || count <= 0) {
-      throw error(errc::invalid_argument,
-                  ": keep-alive delay, interval and count must be positive");
-    }
+    const auto longest = max_keep_alive_delay.count();
+    const auto delay =
+        detail::checked_range("initial_delay", initial_delay.count(), 0, longest, "seconds");
+    const auto every = detail::checked_range("interval", interval.count(), 1, longest, "seconds");
+    detail::checked_range("count", count, 1, max_keep_alive_probes, "probes");
     set_int_option(SOL_SOCKET, SO_KEEPALIVE, enable ? 1 : 0);
     if (!enable) return *this;
-    if (initial_delay.count() > 0) {
-      set_int_option(IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(initial_delay.count()));
-    }
-    set_int_option(IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(interval.count()));
+    if (delay > 0) set_int_option(IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(delay));
+    set_int_option(IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(every));
     set_int_option(IPPROTO_TCP, TCP_KEEPCNT, count);
     return *this;
   }
 
   /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the kernel
-  /// drops the connection (the next operation then fails with ETIMEDOUT). 0 = system default.
+  /// drops the connection (the next operation then fails with ETIMEDOUT). 0 = system
+  /// default. Outside 0..max_user_timeout it is errc::out_of_range before any system
+  /// call, never a truncated value.
   basic_socket& set_user_timeout(std::chrono::milliseconds limit) {
-    if (limit.count() < 0)
-      throw error(errc::invalid_argument, ": user timeout must not be negative");
-    set_int_option(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(limit.count()));
+    const auto ms = detail::checked_range("user_timeout", limit.count(), 0,
+                                          max_user_timeout.count(), "milliseconds");
+    set_int_option(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(ms));
     return *this;
   }
 

@@ -1,0 +1,2 @@
+// The cost of the include a plain Asio program usually starts with.
+#include <asio.hpp>

@@ -46,10 +46,10 @@ summary+=("docs: passed")
 #         examples, warning-free, and every test under TSan.
 # clang 14 cannot build coroutines under its UBSan's function check ("Cannot represent
 # a difference across sections"), so ASan+UBSan uses g++.
-CXX=g++ run_suite gcc -Dbuildtype=debug -Dwerror=true
-CXX=g++ run_suite asan -Dbuildtype=debug -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+CXX=g++ run_suite gcc -Dbuildtype=debug -Dwerror=true -Dtests=enabled
+CXX=g++ run_suite asan -Dbuildtype=debug -Dwerror=true -Dtests=enabled -Db_sanitize=address,undefined -Db_lundef=false \
   -Dexamples=disabled
-CXX=clang++ TSAN_OPTIONS=halt_on_error=1 run_suite tsan -Dbuildtype=debug -Dwerror=true -Db_sanitize=thread \
+CXX=clang++ TSAN_OPTIONS=halt_on_error=1 run_suite tsan -Dbuildtype=debug -Dwerror=true -Dtests=enabled -Db_sanitize=thread \
   -Db_lundef=false -Dheader_checks=false
 step "fuzz: the decoders and the framed reads, 10 s per target (libFuzzer)"
 bash scripts/fuzz.sh --short

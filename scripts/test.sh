@@ -6,7 +6,7 @@
 # CMake, Meson). Build folders go under build/ci/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --develop
 
 root=build/ci
 jobs=$(nproc)

@@ -1,24 +1,45 @@
 #!/usr/bin/env bash
-# Installs, from Debian's packages, whatever coronet's build, tests, examples and
-# benchmarks use and this machine lacks. Safe to run again: it installs only what
-# is missing, and runs apt-get update only when it has something to install.
-#   bash scripts/setup.sh            the build and test tools
-#   bash scripts/setup.sh --bench    ... plus the benchmark peers' toolchains
+# Installs, from Debian's packages, what this machine lacks for one of three jobs.
+# Safe to run again: it installs only what is missing, and runs apt-get update only
+# when it has something to install.
+#   bash scripts/setup.sh              use: build programs against coronet, install
+#                                      it, run the examples and the demo
+#   bash scripts/setup.sh --develop    ... plus the tests, CI and docs tools
+#                                      (what scripts/test.sh needs)
+#   bash scripts/setup.sh --bench      ... plus the benchmark peers' toolchains
+#                                      (what scripts/bench.sh needs)
+# --develop and --bench may be given together.
 set -euo pipefail
 
-packages=(
-  meson ninja-build pkg-config cmake python3   # the build
-  g++ clang libclang-rt-14-dev                 # both compilers, and clang's sanitizer runtimes
-  libasio-dev doctest-dev                      # the two dependencies
-  nodejs netcat-openbsd socat                  # real peers for the tests
-  clang-format clang-tidy doxygen              # lint and the API reference
+use=(
+  g++ meson ninja-build pkg-config   # a C++20 compiler and the build
+  libasio-dev                        # standalone Asio, coronet's one dependency
 )
-if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(golang-go cargo librust-tokio-dev gnuplot-nox)
-fi
+develop=(
+  doctest-dev                        # the test framework
+  clang libclang-rt-14-dev           # the second compiler, its sanitizer and libFuzzer runtimes
+  nodejs netcat-openbsd socat        # real peers for the tests
+  cmake python3                      # the CMake consumer test; the README snippet extractor
+  clang-format clang-tidy doxygen    # lint and the API reference
+)
+bench=(
+  nodejs python3                     # the Node peer; benchmarks/run.py
+  golang-go cargo librust-tokio-dev  # the Go and tokio peers (tokio built offline from Debian's crates)
+  gnuplot-nox                        # the chart
+)
+
+packages=("${use[@]}")
+for arg in "$@"; do
+  case "$arg" in
+    --develop) packages+=("${develop[@]}") ;;
+    --bench) packages+=("${bench[@]}") ;;
+    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown argument '$arg' (--develop, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
-for p in "${packages[@]}"; do
+for p in $(printf '%s\n' "${packages[@]}" | sort -u); do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 # Node may come from elsewhere than Debian (it does on these machines): a working

@@ -6,7 +6,7 @@
 # CMake, Meson). Build folders go under build/ci/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --develop
 
 root=build/ci
 jobs=$(nproc)
@@ -46,10 +46,10 @@ summary+=("docs: passed")
 #         examples, warning-free, and every test under TSan.
 # clang 14 cannot build coroutines under its UBSan's function check ("Cannot represent
 # a difference across sections"), so ASan+UBSan uses g++.
-CXX=g++ run_suite gcc -Dbuildtype=debug
-CXX=g++ run_suite asan -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
+CXX=g++ run_suite gcc -Dbuildtype=debug -Dwerror=true -Dtests=enabled
+CXX=g++ run_suite asan -Dbuildtype=debug -Dwerror=true -Dtests=enabled -Db_sanitize=address,undefined -Db_lundef=false \
   -Dexamples=disabled
-CXX=clang++ TSAN_OPTIONS=halt_on_error=1 run_suite tsan -Dbuildtype=debug -Db_sanitize=thread \
+CXX=clang++ TSAN_OPTIONS=halt_on_error=1 run_suite tsan -Dbuildtype=debug -Dwerror=true -Dtests=enabled -Db_sanitize=thread \
   -Db_lundef=false -Dheader_checks=false
 step "fuzz: the decoders and the framed reads, 10 s per target (libFuzzer)"
 bash scripts/fuzz.sh --short

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <asio.hpp>
 #include <coronet/coronet.hpp>
 
 extern char** environ;

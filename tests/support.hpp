@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include <asio.hpp>  // the tests use Asio directly too (blocking peers, descriptors)
 #include <coronet/coronet.hpp>
 
 namespace test {

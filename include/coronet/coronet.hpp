@@ -22,5 +22,6 @@
 #include "version.hpp"
 
 // After config.hpp, which must be the first to let Asio see its settings.
+#include <asio/bind_cancellation_slot.hpp>  // the cancellation contract names it
 #include <asio/signal_set.hpp>
 #include <asio/strand.hpp>

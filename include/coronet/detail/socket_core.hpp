@@ -727,8 +727,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     throw_if_cancelled(cancel, op);
     co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     if (failure_) throw failure_error(op);  // destroyed or failed meanwhile
-    before_wait(op, cancel);               // or cancelled or timed out meanwhile
-    if (paused_) co_return;                // or paused meanwhile: read() waits for resume()
+    before_wait(op, cancel);                // or cancelled or timed out meanwhile
+    if (paused_) co_return;                 // or paused meanwhile: read() waits for resume()
     std::error_code waited;
     const std::size_t n = co_await socket_.async_receive(
         asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, waited));

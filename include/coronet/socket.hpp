@@ -309,8 +309,9 @@ class basic_socket {
   }
 
   /// The longest keep-alive delay and probe interval Linux takes (MAX_TCP_KEEPIDLE,
-  /// MAX_TCP_KEEPINTVL), and the most probes (MAX_TCP_KEEPCNT).
+  /// MAX_TCP_KEEPINTVL).
   static constexpr std::chrono::seconds max_keep_alive_delay{32767};
+  /// The most keep-alive probes Linux sends before giving up (MAX_TCP_KEEPCNT).
   static constexpr int max_keep_alive_probes = 127;
   /// The longest TCP_USER_TIMEOUT: the kernel holds it in an int of milliseconds.
   static constexpr std::chrono::milliseconds max_user_timeout{2147483647};

@@ -125,7 +125,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       self->begin_read("read");
       reading_guard guard{*self};
       const auto cancel = co_await asio::this_coro::cancellation_state;
-      co_await self->take_turn("read", cancel);
+      if (self->must_yield("read", cancel)) co_await self->yield_turn("read", cancel);
       if (!self->received_.empty()) {
         // Bytes a framed read received beyond its frame come first, paused or not.
         if (auto text = self->deliver(self->take_all())) co_return text;
@@ -178,7 +178,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       self->begin_read(op);
       reading_guard guard{*self};
       const auto cancel = co_await asio::this_coro::cancellation_state;
-      co_await self->take_turn(op, cancel);
+      if (self->must_yield(op, cancel)) co_await self->yield_turn(op, cancel);
       std::size_t searched = 0;  // bytes at the front already known to hold no delimiter
       for (;;) {
         const std::string_view held = self->received_.data();
@@ -211,7 +211,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       self->begin_read("read_exactly");
       reading_guard guard{*self};
       const auto cancel = co_await asio::this_coro::cancellation_state;
-      co_await self->take_turn("read_exactly", cancel);
+      if (self->must_yield("read_exactly", cancel))
+        co_await self->yield_turn("read_exactly", cancel);
       while (self->received_.size() < n) {
         if (!co_await self->fill("read_exactly", n - self->received_.size(), cancel))
           co_return self->end_of_frames("read_exactly");
@@ -237,7 +238,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       self->begin_read("read");
       reading_guard guard{*self};
       const auto cancel = co_await asio::this_coro::cancellation_state;
-      co_await self->take_turn("read", cancel);
+      if (self->must_yield("read", cancel)) co_await self->yield_turn("read", cancel);
       char* into = static_cast<char*>(buffer.data());
       if (!self->received_.empty())
         co_return self->charge(self->received_.take_into(into, buffer.size()));
@@ -284,7 +285,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       const std::span<const asio::const_buffer> data =
           many.empty() ? std::span<const asio::const_buffer>(&single, 1) : many;
       const auto cancel = co_await asio::this_coro::cancellation_state;
-      co_await self->take_turn("write", cancel);
+      if (self->must_yield("write", cancel)) co_await self->yield_turn("write", cancel);
       if (self->corked_ > 0) {
         for (const auto& piece : data) self->push_copy(piece);
         co_return;
@@ -555,10 +556,16 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
 
   /// Where every operation starts: a cancelled caller goes no further, and a
-  /// socket that has spent its budget lets the rest of the thread run first.
-  awaitable<void> take_turn(const char* op, const asio::cancellation_state& cancel) {
+  /// socket that has spent its budget must let the rest of the thread run first.
+  /// (Not a coroutine: on the fast path a nested coroutine frame would cost more
+  /// than a framed read of a short line.)
+  bool must_yield(const char* op, const asio::cancellation_state& cancel) const {
     throw_if_cancelled(cancel, op);
-    if (budget_ops_ < budget_operations && budget_bytes_ < budget_bytes) co_return;
+    return budget_ops_ >= budget_operations || budget_bytes_ >= budget_bytes;
+  }
+
+  /// The yield itself: one turn of the executor, then a whole budget again.
+  awaitable<void> yield_turn(const char* op, const asio::cancellation_state& cancel) {
     co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     rested();
     throw_if_cancelled(cancel, op);

@@ -352,3 +352,54 @@ TEST_CASE("a burst read() finds waiting arrives as one chunk, not the inline buf
     CHECK(chunk->size() == batch.size());
   });
 }
+
+TEST_CASE(
+    "write, end and drain cancelled through their slot while they wait: bytes and FIN still go") {
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    test::pair p;
+    co_await test::make_pair(p);
+    const std::string big = test::random_bytes(48 << 20, 8);  // the kernel cannot take it all
+    auto cancel_while_waiting = [&](coronet::awaitable<void> op) -> coronet::awaitable<void> {
+      asio::cancellation_signal signal;
+      std::optional<std::exception_ptr> outcome;
+      asio::co_spawn(
+          ex, std::move(op),
+          asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) { outcome = e; }));
+      co_await test::settle([] { return false; }, 20);  // it waits for the kernel now
+      signal.emit(asio::cancellation_type::terminal);
+      co_await test::settle([&] { return outcome.has_value(); });
+      REQUIRE(outcome.has_value());
+      REQUIRE(*outcome);
+      try {
+        std::rethrow_exception(*outcome);
+      } catch (const coronet::error& e) {
+        CHECK(e.code() == std::errc::operation_canceled);
+      }
+    };
+    co_await cancel_while_waiting(p.accepted.write(big));
+    co_await cancel_while_waiting(p.accepted.drain());
+    co_await cancel_while_waiting(p.accepted.end("tail"));
+    std::string got = co_await test::read_all(p.client);
+    CHECK(got.size() == big.size() + 4);
+    CHECK(test::checksum(got) == test::checksum(big + "tail"));
+  });
+}
+
+TEST_CASE("a write racing a deadline that has passed: sent once, or copied and sent once") {
+  test::run([]() -> coronet::awaitable<void> {
+    test::pair p;
+    co_await test::make_pair(p);
+    std::string expected;
+    for (int i = 0; i < 200; ++i) {
+      auto piece = std::make_unique<std::string>(test::random_bytes(1000 + i, 200 + i));
+      expected += *piece;
+      co_await (p.accepted.write(*piece) || expired());
+      std::fill(piece->begin(), piece->end(), 'X');
+    }
+    co_await p.accepted.end();
+    std::string got = co_await test::read_all(p.client);
+    CHECK(got.size() == expected.size());
+    CHECK(test::checksum(got) == test::checksum(expected));
+  });
+}

@@ -67,7 +67,8 @@ cleanup() {
   for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [[ -n "$keep" ]]; then
-    mkdir -p "$keep" && cp "$scratch"/*.strace "$scratch"/*.bench "$keep"/ 2>/dev/null || true
+    mkdir -p "$keep"
+    cp "$scratch"/*.strace "$scratch"/*.bench "$keep"/ 2>/dev/null || true
   fi
   rm -rf "$scratch"
 }
@@ -103,8 +104,11 @@ start_coronet() {
     sleep 0.1
   done
   coronet_port=$(sed -n 's/^listening on 127\.0\.0\.1://p' "$out")
-  [[ -n "$coronet_port" ]] && wait_for_ping "$coronet_port" "$coronet_pid" ||
-    { echo "syscalls: coronet_resp_server did not start:" >&2; cat "$out" >&2; exit 1; }
+  if [[ -z "$coronet_port" ]] || ! wait_for_ping "$coronet_port" "$coronet_pid"; then
+    echo "syscalls: coronet_resp_server did not start:" >&2
+    cat "$out" >&2
+    exit 1
+  fi
 }
 
 # redis-server cannot take port 0 (that turns TCP off), so it gets one the kernel
@@ -148,10 +152,10 @@ traced_bench() {
     -o "$scratch/$name.strace" -p "$pid" 2>"$scratch/$name.strace.log" &
   local tracer=$!
   for _ in $(seq 100); do
-    grep -q 'attached' "$scratch/$name.strace.log" && break
+    grep -qs 'attached' "$scratch/$name.strace.log" && break
     sleep 0.1
   done
-  grep -q 'attached' "$scratch/$name.strace.log" ||
+  grep -qs 'attached' "$scratch/$name.strace.log" ||
     { echo "syscalls: strace did not attach:" >&2; cat "$scratch/$name.strace.log" >&2; exit 1; }
   bench "$port" "$scratch/$name.bench" "$@"
   kill -INT "$tracer"

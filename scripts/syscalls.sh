@@ -2,13 +2,14 @@
 # System calls per request: coronet's RESP server (benchmarks/coronet/resp_server.cpp)
 # against redis-server, both driven by the same redis-benchmark runs (issue 12,
 # part 3). Builds coronet_resp_server (release), starts it and redis-server on
-# free loopback ports, and for each server and each case (unpipelined, then -P 16):
-#   1. runs redis-benchmark once untraced, for its requests/s;
-#   2. attaches `strace -f -c` to the server's PID and runs redis-benchmark again;
-# then prints, per request, the receives (read/recvfrom/recvmsg, and how many of
-# them failed, which on these sockets is EAGAIN), the sends (write/sendto/sendmsg),
-# epoll_wait and epoll_ctl, and the requests/s redis-benchmark reported with and
-# without strace attached.
+# free loopback ports, and for each server and each case (unpipelined, then -P 16)
+# runs redis-benchmark twice, counting the server's system calls each time:
+#   1. with `perf stat` counting the syscalls tracepoints of the server's PID, which
+#      barely slows it (skipped, with a note, where perf cannot count them);
+#   2. with `strace -f -c` attached to the server's PID, which slows every call.
+# Then prints, per request, the receives (read/recvfrom/recvmsg, and how many of
+# them failed with EAGAIN), the sends (write/sendto/sendmsg), epoll_wait and
+# epoll_ctl, and the requests/s redis-benchmark reported in that run.
 #
 #   bash scripts/syscalls.sh [--requests N] [--clients C] [--pipeline P]
 #                            [--build-dir DIR] [--keep DIR]
@@ -17,13 +18,14 @@
 #   --clients C      redis-benchmark -c (default 50)
 #   --pipeline P     the pipelined case's -P (default 16)
 #   --build-dir DIR  Meson build directory (default build/bench, as scripts/bench.sh)
-#   --keep DIR       keep strace's summaries and redis-benchmark's output in DIR
+#   --keep DIR       keep perf's and strace's counts and redis-benchmark's output in DIR
 #   --help           this text
 #
 # Needs strace, redis-server and redis-benchmark (Debian: strace, redis-server,
-# redis-tools); the redis-server service is not used, the script runs its own.
-# strace slows every system call, so the traced requests/s are far below the
-# untraced ones; the counts per request are what this measures.
+# redis-tools) and, for the first count, perf (linux-perf); the redis-server
+# service is not used, the script runs its own. The two counts differ: how many
+# receives find nothing (EAGAIN) depends on how fast the server runs against the
+# client, and strace makes the server several times slower.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,7 +70,8 @@ cleanup() {
   for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [[ -n "$keep" ]]; then
     mkdir -p "$keep"
-    cp "$scratch"/*.strace "$scratch"/*.bench "$keep"/ 2>/dev/null || true
+    cp "$scratch"/*.strace "$scratch"/*.perf "$scratch"/*.counts "$scratch"/*.bench "$keep"/ \
+      2>/dev/null || true
   fi
   rm -rf "$scratch"
 }
@@ -132,10 +135,12 @@ start_redis() {
 }
 
 # redis-benchmark on PORT with extra flags; prints "ping_mbulk_rps set_rps".
+# `runner` (a global, empty or a command prefix) is what the benchmark runs under.
 bench() {
   local port=$1 out=$2
   shift 2
-  redis-benchmark -p "$port" -t "$tests" -n "$requests" -c "$clients" -q "$@" >"$out" 2>&1
+  "${runner[@]}" redis-benchmark -p "$port" -t "$tests" -n "$requests" -c "$clients" -q "$@" \
+    >"$out" 2>&1
   tr '\r' '\n' <"$out" | awk '
     /^PING_MBULK: [0-9.]+ requests per second/ { ping = $2 }
     /^SET: [0-9.]+ requests per second/ { set = $2 }
@@ -143,13 +148,39 @@ bench() {
     { echo "syscalls: redis-benchmark reported no rate:" >&2; cat "$out" >&2; exit 1; }
 }
 
-# strace -f -c attached to PID while redis-benchmark runs; prints its rates and
-# leaves strace's summary in NAME.strace.
-traced_bench() {
+traced_calls=read,recvfrom,recvmsg,write,sendto,sendmsg,epoll_wait,epoll_ctl
+receives=(read recvfrom recvmsg)
+
+# perf stat counts PID's system calls in the kernel while redis-benchmark runs
+# (perf starts the command once its counters are on); prints the rates and
+# leaves "syscall calls failed" lines in NAME.counts. EAGAIN is errno 11.
+perf_bench() {
   local name=$1 pid=$2 port=$3
   shift 3
-  strace -f -c -e trace=read,recvfrom,recvmsg,write,sendto,sendmsg,epoll_wait,epoll_ctl \
-    -o "$scratch/$name.strace" -p "$pid" 2>"$scratch/$name.strace.log" &
+  local events=() call
+  for call in ${traced_calls//,/ }; do events+=(-e "syscalls:sys_enter_$call"); done
+  for call in "${receives[@]}"; do
+    events+=(-e "syscalls:sys_exit_$call" --filter 'ret == -11')
+  done
+  runner=(perf stat -x ',' -o "$scratch/$name.perf" "${events[@]}" -p "$pid" --)
+  bench "$port" "$scratch/$name.bench" "$@"
+  runner=()
+  awk -F, '$3 ~ /^syscalls:sys_(enter|exit)_/ {
+      call = $3; sub(/^syscalls:sys_(enter|exit)_/, "", call)
+      if ($3 ~ /enter/) calls[call] = $1 + 0; else failed[call] = $1 + 0
+    }
+    END { for (c in calls) print c, calls[c], failed[c] + 0 }' "$scratch/$name.perf" \
+    >"$scratch/$name.counts"
+}
+
+# strace -f -c attached to PID while redis-benchmark runs; prints the rates and
+# leaves "syscall calls failed" lines in NAME.counts (strace counts every error;
+# on these non-blocking sockets they are EAGAIN).
+strace_bench() {
+  local name=$1 pid=$2 port=$3
+  shift 3
+  strace -f -c -e trace="$traced_calls" -o "$scratch/$name.strace" -p "$pid" \
+    2>"$scratch/$name.strace.log" &
   local tracer=$!
   for _ in $(seq 100); do
     grep -qs 'attached' "$scratch/$name.strace.log" && break
@@ -160,18 +191,18 @@ traced_bench() {
   bench "$port" "$scratch/$name.bench" "$@"
   kill -INT "$tracer"
   wait "$tracer" || true
+  awk '$1 ~ /^[0-9.]+$/ && (NF == 5 || NF == 6) && $NF != "total" {
+      print $NF, $4, (NF == 6) ? $5 : 0
+    }' "$scratch/$name.strace" >"$scratch/$name.counts"
 }
 
-# Calls per request from strace's summary: "recv eagain send epoll_wait epoll_ctl total".
+# Per request from a .counts file: "recv eagain send epoll_wait epoll_ctl total".
 per_request() {
   awk -v requests=$((requests * test_count)) '
-    $1 ~ /^[0-9.]+$/ && (NF == 5 || NF == 6) && $NF != "total" {
-      calls = $4; errors = (NF == 6) ? $5 : 0
-      if ($NF ~ /^(read|recvfrom|recvmsg)$/) { recv += calls; eagain += errors }
-      else if ($NF ~ /^(write|sendto|sendmsg)$/) send += calls
-      else if ($NF == "epoll_wait") wait += calls
-      else if ($NF == "epoll_ctl") ctl += calls
-    }
+    $1 ~ /^(read|recvfrom|recvmsg)$/ { recv += $2; eagain += $3 }
+    $1 ~ /^(write|sendto|sendmsg)$/ { send += $2 }
+    $1 == "epoll_wait" { wait += $2 }
+    $1 == "epoll_ctl" { ctl += $2 }
     END {
       r = requests
       printf "%.3f %.3f %.3f %.3f %.3f %.3f\n", recv / r, eagain / r, send / r, wait / r, ctl / r,
@@ -179,15 +210,25 @@ per_request() {
     }' "$1"
 }
 
-# Each syscall's calls (and errors) per request, for the detail lines.
+# Each system call made, per request, for the detail lines.
 by_syscall() {
-  awk -v requests=$((requests * test_count)) '
-    $1 ~ /^[0-9.]+$/ && (NF == 5 || NF == 6) && $NF != "total" {
-      printf "%s %.3f", $NF, $4 / requests
-      if (NF == 6) printf " (%.3f failed)", $5 / requests
-      printf "; "
-    }' "$1"
+  sort -k2,2nr "$1" | awk -v requests=$((requests * test_count)) '$2 > 0 {
+      printf "%s%s %.3f", sep, $1, $2 / requests
+      if ($3 > 0) printf " (%.3f EAGAIN)", $3 / requests
+      sep = "; "
+    }'
 }
+
+rate() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f/%.0f", a, b }'; }
+
+# perf stat needs the syscalls tracepoints (tracefs, and root or a low perf_event_paranoid).
+counters=(strace)
+if command -v perf >/dev/null &&
+  perf stat -x, -o /dev/null -e syscalls:sys_enter_recvfrom -- true 2>/dev/null; then
+  counters=(perf strace)
+else
+  echo "syscalls: perf stat cannot count system calls here; strace's counts only" >&2
+fi
 
 start_coronet
 start_redis
@@ -195,43 +236,56 @@ echo "syscalls: coronet on 127.0.0.1:$coronet_port (pid $coronet_pid)," \
   "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')" \
   "on 127.0.0.1:$redis_port (pid $redis_pid)" >&2
 
+runner=()
 cases=(unpipelined "pipelined_$pipeline")
-declare -A plain traced counts detail
+declare -A rates counts detail
 for c in "${cases[@]}"; do
   flags=()
   [[ "$c" == unpipelined ]] || flags=(-P "$pipeline")
   for server in coronet redis; do
     if [[ $server == coronet ]]; then pid=$coronet_pid port=$coronet_port; else pid=$redis_pid port=$redis_port; fi
-    echo "syscalls: $c, $server: untraced run, then traced run" >&2
-    plain[$c.$server]=$(bench "$port" "$scratch/$c.$server.plain.bench" "${flags[@]}")
-    traced[$c.$server]=$(traced_bench "$c.$server" "$pid" "$port" "${flags[@]}")
-    counts[$c.$server]=$(per_request "$scratch/$c.$server.strace")
-    detail[$c.$server]=$(by_syscall "$scratch/$c.$server.strace")
+    for counter in "${counters[@]}"; do
+      echo "syscalls: $c, $server, counted by $counter" >&2
+      key=$counter.$c.$server
+      rates[$key]=$("${counter}_bench" "$key" "$pid" "$port" "${flags[@]}")
+      counts[$key]=$(per_request "$scratch/$key.counts")
+      detail[$key]=$(by_syscall "$scratch/$key.counts")
+    done
   done
 done
 
-echo "system calls per request, redis-benchmark -t $tests -n $requests -c $clients" \
-  "($((requests * test_count)) requests per run), $(git rev-parse --short HEAD 2>/dev/null || echo '?')," \
+echo "system calls per request: redis-benchmark -t $tests -n $requests -c $clients" \
+  "($((requests * test_count)) requests per run); $(git rev-parse --short HEAD 2>/dev/null || echo '?')," \
   "$(nproc) CPUs, Linux $(uname -r), $(date -u +%Y-%m-%d)"
-printf '%-14s %-8s %7s %8s %7s %11s %10s %7s %13s %13s\n' case server recv '(EAGAIN)' send \
-  epoll_wait epoll_ctl total 'req/s traced' 'req/s plain'
-for c in "${cases[@]}"; do
-  for server in coronet redis; do
-    read -r recv eagain send wait ctl total <<<"${counts[$c.$server]}"
-    read -r tping tset <<<"${traced[$c.$server]}"
-    read -r pping pset <<<"${plain[$c.$server]}"
-    printf '%-14s %-8s %7s %8s %7s %11s %10s %7s %13s %13s\n' "$c" "$server" "$recv" "($eagain)" \
-      "$send" "$wait" "$ctl" "$total" "$(awk -v a="$tping" -v b="$tset" 'BEGIN { printf "%.0f/%.0f", a, b }')" \
-      "$(awk -v a="$pping" -v b="$pset" 'BEGIN { printf "%.0f/%.0f", a, b }')"
+for counter in "${counters[@]}"; do
+  echo
+  if [[ $counter == perf ]]; then
+    echo "counted by perf stat (in-kernel tracepoint counters; the server runs at nearly full speed)"
+  else
+    echo "counted by strace -f -c (every system call stops the server; it runs several times slower)"
+  fi
+  printf '%-14s %-8s %7s %8s %7s %11s %10s %7s %15s\n' case server recv '(EAGAIN)' send \
+    epoll_wait epoll_ctl total 'req/s ping/set'
+  for c in "${cases[@]}"; do
+    for server in coronet redis; do
+      key=$counter.$c.$server
+      read -r recv eagain send wait ctl total <<<"${counts[$key]}"
+      read -r ping set <<<"${rates[$key]}"
+      printf '%-14s %-8s %7s %8s %7s %11s %10s %7s %15s\n' "$c" "$server" "$recv" "($eagain)" \
+        "$send" "$wait" "$ctl" "$total" "$(rate "$ping" "$set")"
+    done
   done
 done
 echo
-echo "req/s: PING_MBULK/SET as redis-benchmark reported them, with strace attached and without."
-echo "recv: read+recvfrom+recvmsg; (EAGAIN): those that failed; send: write+sendto+sendmsg."
+echo "recv: read+recvfrom+recvmsg, (EAGAIN) those of them that failed with EAGAIN;"
+echo "send: write+sendto+sendmsg. req/s: PING_MBULK/SET as redis-benchmark reported them"
+echo "in that run, with the counter attached (not the benchmark's figures)."
 echo
 echo "by system call, per request:"
-for c in "${cases[@]}"; do
-  for server in coronet redis; do
-    printf '  %-14s %-8s %s\n' "$c" "$server" "${detail[$c.$server]}"
+for counter in "${counters[@]}"; do
+  for c in "${cases[@]}"; do
+    for server in coronet redis; do
+      printf '  %-6s %-14s %-8s %s\n' "$counter" "$c" "$server" "${detail[$counter.$c.$server]}"
+    done
   done
 done

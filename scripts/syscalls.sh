@@ -142,8 +142,8 @@ bench() {
   "${runner[@]}" redis-benchmark -p "$port" -t "$tests" -n "$requests" -c "$clients" -q "$@" \
     >"$out" 2>&1
   tr '\r' '\n' <"$out" | awk '
-    /^PING_MBULK: [0-9.]+ requests per second/ { ping = $2 }
-    /^SET: [0-9.]+ requests per second/ { set = $2 }
+    /^PING_MBULK: ([0-9.]+|inf) requests per second/ { ping = $2 }
+    /^SET: ([0-9.]+|inf) requests per second/ { set = $2 }
     END { if (ping == "" || set == "") exit 1; print ping, set }' ||
     { echo "syscalls: redis-benchmark reported no rate:" >&2; cat "$out" >&2; exit 1; }
 }

@@ -25,6 +25,7 @@ develop=(
 bench=(
   nodejs python3                     # the Node peer; benchmarks/run.py
   golang-go cargo librust-tokio-dev  # the Go and tokio peers (tokio built offline from Debian's crates)
+  redis-server redis-tools strace linux-perf  # scripts/syscalls.sh: redis as the reference, and the counters
   gnuplot-nox                        # the chart
 )
 

@@ -79,6 +79,35 @@ std::string framed_stream(int lines) {
   return s;
 }
 
+/// Starts `op`, lets it reach its wait, cancels it through its cancellation slot,
+/// and returns what it ended with: the coronet::error it must throw, or nullopt
+/// when it ended otherwise (which the caller's CHECK then reports).
+coronet::awaitable<std::optional<coronet::error>> cancel_while_waiting(
+    coronet::awaitable<void> op) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::cancellation_signal signal;
+  std::optional<std::exception_ptr> outcome;
+  asio::co_spawn(
+      ex, std::move(op),
+      asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) { outcome = e; }));
+  co_await test::settle([] { return false; }, 20);  // it waits now
+  signal.emit(asio::cancellation_type::terminal);
+  co_await test::settle([&] { return outcome.has_value(); });
+  if (!outcome || !*outcome) co_return std::nullopt;
+  try {
+    std::rethrow_exception(*outcome);
+  } catch (const coronet::error& e) {  // coronet's own type, never a bare system_error
+    co_return e;
+  } catch (...) {
+  }
+  co_return std::nullopt;
+}
+
+bool is_cancellation(const std::optional<coronet::error>& e) {
+  return e && e->code() == std::errc::operation_canceled &&
+         std::string(e->what()).find("cancelled") != std::string::npos;
+}
+
 const char* const read_forms[] = {"read", "read_some", "read_line", "read_until", "read_exactly"};
 
 }  // namespace
@@ -168,24 +197,11 @@ TEST_CASE("a read cancelled through its cancellation slot while it waits reads o
     test::run([form]() -> coronet::awaitable<void> {
       test::pair p;
       co_await test::make_pair(p);
-      auto ex = co_await asio::this_coro::executor;
-      asio::cancellation_signal signal;
-      std::optional<std::exception_ptr> outcome;
       std::string ignored;
-      asio::co_spawn(ex, read_one(p.accepted, form, ignored),
-                     asio::bind_cancellation_slot(
-                         signal.slot(), [&](std::exception_ptr e, bool) { outcome = e; }));
-      co_await test::settle([] { return false; }, 20);  // the read is waiting now
-      signal.emit(asio::cancellation_type::terminal);
-      co_await test::settle([&] { return outcome.has_value(); });
-      REQUIRE(outcome.has_value());
-      REQUIRE(*outcome);
-      try {
-        std::rethrow_exception(*outcome);
-      } catch (const coronet::error& e) {  // coronet's own type, never a bare system_error
-        CHECK(e.code() == std::errc::operation_canceled);
-        CHECK(std::string(e.what()).find("cancelled") != std::string::npos);
-      }
+      auto reading = [&]() -> coronet::awaitable<void> {
+        co_await read_one(p.accepted, form, ignored);
+      };
+      CHECK(is_cancellation(co_await cancel_while_waiting(reading())));
       co_await p.client.write("abcd\nabcd;");
       std::string got;
       CHECK(co_await read_one(p.accepted, form, got));
@@ -267,33 +283,13 @@ TEST_CASE("cancellation is reported as coronet::error for every awaitable on the
   test::run([]() -> coronet::awaitable<void> {
     test::pair p;
     co_await test::make_pair(p);
-    auto ex = co_await asio::this_coro::executor;
     const std::string big = test::random_bytes(48 << 20, 6);
     std::vector<std::function<coronet::awaitable<void>()>> ops = {
         [&]() -> coronet::awaitable<void> { co_await p.accepted.read(); },
         [&]() -> coronet::awaitable<void> { co_await p.accepted.read_line(); },
         [&]() -> coronet::awaitable<void> { co_await p.client.write(big); },
     };
-    for (auto& op : ops) {
-      asio::cancellation_signal signal;
-      std::optional<std::exception_ptr> outcome;
-      asio::co_spawn(
-          ex, op(),
-          asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) { outcome = e; }));
-      co_await test::settle([] { return false; }, 20);
-      signal.emit(asio::cancellation_type::terminal);
-      co_await test::settle([&] { return outcome.has_value(); });
-      REQUIRE(outcome.has_value());
-      REQUIRE(*outcome);
-      bool ours = false;
-      try {
-        std::rethrow_exception(*outcome);
-      } catch (const coronet::error& e) {
-        ours = e.code() == std::errc::operation_canceled;
-      } catch (...) {
-      }
-      CHECK(ours);
-    }
+    for (auto& op : ops) CHECK(is_cancellation(co_await cancel_while_waiting(op())));
   });
 }
 
@@ -356,30 +352,12 @@ TEST_CASE("a burst read() finds waiting arrives as one chunk, not the inline buf
 TEST_CASE(
     "write, end and drain cancelled through their slot while they wait: bytes and FIN still go") {
   test::run([]() -> coronet::awaitable<void> {
-    auto ex = co_await asio::this_coro::executor;
     test::pair p;
     co_await test::make_pair(p);
     const std::string big = test::random_bytes(48 << 20, 8);  // the kernel cannot take it all
-    auto cancel_while_waiting = [&](coronet::awaitable<void> op) -> coronet::awaitable<void> {
-      asio::cancellation_signal signal;
-      std::optional<std::exception_ptr> outcome;
-      asio::co_spawn(
-          ex, std::move(op),
-          asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) { outcome = e; }));
-      co_await test::settle([] { return false; }, 20);  // it waits for the kernel now
-      signal.emit(asio::cancellation_type::terminal);
-      co_await test::settle([&] { return outcome.has_value(); });
-      REQUIRE(outcome.has_value());
-      REQUIRE(*outcome);
-      try {
-        std::rethrow_exception(*outcome);
-      } catch (const coronet::error& e) {
-        CHECK(e.code() == std::errc::operation_canceled);
-      }
-    };
-    co_await cancel_while_waiting(p.accepted.write(big));
-    co_await cancel_while_waiting(p.accepted.drain());
-    co_await cancel_while_waiting(p.accepted.end("tail"));
+    CHECK(is_cancellation(co_await cancel_while_waiting(p.accepted.write(big))));
+    CHECK(is_cancellation(co_await cancel_while_waiting(p.accepted.drain())));
+    CHECK(is_cancellation(co_await cancel_while_waiting(p.accepted.end("tail"))));
     std::string got = co_await test::read_all(p.client);
     CHECK(got.size() == big.size() + 4);
     CHECK(test::checksum(got) == test::checksum(big + "tail"));

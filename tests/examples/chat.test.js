@@ -106,7 +106,7 @@ h.run({
     const peak = h.peakRss(server.child.pid);
     const bound = await memoryBound(3);
     console.log(`# server peak resident memory ${mib(peak)} MiB, --help's bound for 3 clients ${mib(bound)} MiB`);
-    assert.ok(peak < bound, `peak ${peak} bytes`);
+    h.assertMemoryBound(peak, bound, 'chat_server');
     ann.send('still here');
     assert.strictEqual(await bob.next('ann: still'), 'ann: still here');
     server.child.kill('SIGKILL');
@@ -129,7 +129,7 @@ h.run({
     const peak = h.peakRss(server.child.pid);
     const bound = await memoryBound(2);
     console.log(`# server peak resident memory ${mib(peak)} MiB after 20 MB of /who, bound ${mib(bound)} MiB`);
-    assert.ok(peak < bound, `peak ${peak} bytes`);
+    h.assertMemoryBound(peak, bound, 'chat_server');
     flood.socket.resume();
     await h.within(5000, flood.until(() => flood.closed), 'flood\'s close');
     server.child.kill('SIGKILL');

@@ -95,7 +95,7 @@ h.run({
     assert.strictEqual(h.sha256(back), h.sha256(data));
     const peak = h.peakRss(proxy.child.pid);
     console.log(`# proxy peak resident memory: ${(peak / 1048576).toFixed(1)} MiB for 64 MiB forwarded`);
-    assert.ok(peak < 32 * 1024 * 1024, `proxy peaked at ${peak} bytes`);
+    h.assertMemoryBound(peak, 32 * 1024 * 1024, 'proxy');
     proxy.child.kill('SIGKILL');
     up.close();
   },

@@ -285,7 +285,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       const std::span<const asio::const_buffer> data =
           many.empty() ? std::span<const asio::const_buffer>(&single, 1) : many;
       const auto cancel = co_await asio::this_coro::cancellation_state;
-      if (self->must_yield("write", cancel)) co_await self->yield_turn("write", cancel);
+      self->throw_if_cancelled(cancel, "write");
       if (self->corked_ > 0) {
         for (const auto& piece : data) self->push_copy(piece);
         co_return;
@@ -296,7 +296,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
         for (const auto& piece : data) total += piece.size();
         if (std::error_code ec = self->send_now(data, skip)) throw self->fail("write", ec);
         if (skip == total) {
+          // Done: the bytes are the kernel's. A spent budget yields only now, so a
+          // cancellation never leaves the caller unsure whether they were sent.
           self->charge(total);
+          if (self->over_budget() && !is_cancelled(cancel)) co_await self->rest();
           co_return;
         }
       }
@@ -561,14 +564,27 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// than a framed read of a short line.)
   bool must_yield(const char* op, const asio::cancellation_state& cancel) const {
     throw_if_cancelled(cancel, op);
+    return over_budget();
+  }
+
+  bool over_budget() const {
     return budget_ops_ >= budget_operations || budget_bytes_ >= budget_bytes;
   }
 
-  /// The yield itself: one turn of the executor, then a whole budget again.
+  /// The yield itself: a turn of the executor, then a whole budget again. Two posts:
+  /// Asio's scheduler puts its reactor back at the end of the queue after each poll,
+  /// so what the first turn's poll makes ready (a due timer, another socket) queues
+  /// behind a single post; the second lets it run before this socket goes on.
   awaitable<void> yield_turn(const char* op, const asio::cancellation_state& cancel) {
+    co_await rest();
+    throw_if_cancelled(cancel, op);
+  }
+
+  /// Two turns of the executor, then a whole budget again.
+  awaitable<void> rest() {
+    co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     rested();
-    throw_if_cancelled(cancel, op);
   }
 
   /// An operation completed without waiting: charge it to the budget.
@@ -640,10 +656,13 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     for (;;) {
       if (read_eof_) co_return false;
       if (paused_) co_await wait_until_resumed(op, cancel);
+      // A long frame on a peer that never pauses must not hold the thread either.
+      if (must_yield(op, cancel)) co_await yield_turn(op, cancel);
       const std::size_t before = received_.size();
       std::error_code ec = receive_more(at_least);
       if (!ec) {
         if (read_eof_) co_return false;
+        budget_bytes_ += received_.size() - before;
         if (received_.size() > before) co_return true;
         continue;
       }
@@ -653,7 +672,11 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
 
   /// The first n buffered bytes become the frame the caller sees until its next read.
-  frame take_frame(std::size_t n) { return received_.take(charge(n)); }
+  /// (Its bytes were charged as fill() received them: a frame counts as an operation.)
+  frame take_frame(std::size_t n) {
+    ++budget_ops_;
+    return received_.take(n);
+  }
 
   /// FIN while a framed read waited: clean between frames, an error inside one.
   frame end_of_frames(const char* op) {

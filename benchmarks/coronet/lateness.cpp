@@ -16,6 +16,8 @@
 // mean the loop was starved. The tick pending when the flood ends fires once
 // more and is recorded if its deadline fell inside the flood: a timer starved
 // for the whole flood still reports how late it was.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -43,7 +45,9 @@ constexpr std::string_view usage =
     "  A discard server and a 10 ms steady_timer share one io_context{1}; a client\n"
     "  thread floods the server with M MB (10^6 bytes, default 200) of 100-byte\n"
     "  lines, then closes. Prints one JSON line: the timer's firings against the\n"
-    "  expected count, its worst and p99 lateness.\n"
+    "  expected count, its worst and p99 lateness; the server's reads and bytes\n"
+    "  per read; the server thread's CPU share and involuntary context switches\n"
+    "  (on a shared machine, preemption shows up as lateness too).\n"
     "  --reader       how the server's session reads until FIN:\n"
     "                   read          coronet read(): chunks as received\n"
     "                   read_some     coronet read_some() into a 64 KiB buffer\n"
@@ -89,29 +93,64 @@ bool is_framed(Reader r) {
   return r == Reader::read_line || r == Reader::read_until || r == Reader::read_exactly;
 }
 
-// What a handler does with each chunk or frame: the CPU time the issue's "100 µs
-// of work per chunk" stands for. A spin, not a sleep: the thread stays busy.
-class Work {
- public:
-  explicit Work(const Options& o)
-      : spin_(std::chrono::microseconds(o.work_us)),
-        every_(o.work_every          ? o.work_every
-               : is_framed(o.reader) ? lines_per_chunk
-                                     : 1) {}
+std::uint64_t work_every(const Options& o) {
+  if (o.work_every) return o.work_every;
+  return is_framed(o.reader) ? lines_per_chunk : 1;
+}
 
-  void after_read() {
-    if (spin_.count() == 0 || ++reads_ % every_ != 0) return;
+// The server thread's own clock: its CPU time, and how often the kernel took the
+// CPU from it (a shared machine's noise shows here, not in the library).
+struct ThreadUsage {
+  double cpu_seconds = 0;
+  long involuntary_switches = 0;
+
+  static ThreadUsage now() {
+    rusage u{};
+    getrusage(RUSAGE_THREAD, &u);
+    const auto seconds = [](const timeval& t) {
+      return static_cast<double>(t.tv_sec) + t.tv_usec * 1e-6;
+    };
+    return {seconds(u.ru_utime) + seconds(u.ru_stime), u.ru_nivcsw};
+  }
+};
+
+struct Flood {
+  std::uint64_t bytes = 0;
+  std::uint64_t reads = 0;  // completed reads: chunks, or frames for the framed readers
+  Clock::time_point start{};
+  Clock::time_point end{};
+  ThreadUsage usage_start, usage_end;
+
+  void begin() {
+    start = Clock::now();
+    usage_start = ThreadUsage::now();
+  }
+  void finish() {
+    end = Clock::now();
+    usage_end = ThreadUsage::now();
+  }
+};
+
+// What the session does with each completed read: counts it, and every K reads
+// spends the CPU time the issue's "100 µs of work per chunk" stands for. A spin,
+// not a sleep: the thread stays busy.
+class Consumer {
+ public:
+  Consumer(const Options& o, Flood& flood)
+      : spin_(std::chrono::microseconds(o.work_us)), every_(work_every(o)), flood_(flood) {}
+
+  void consume(std::size_t bytes) {
+    flood_.bytes += bytes;
+    if (++flood_.reads % every_ != 0 || spin_.count() == 0) return;
     const auto until = Clock::now() + spin_;
     while (Clock::now() < until) {
     }
   }
 
-  std::uint64_t every() const { return every_; }
-
  private:
   std::chrono::microseconds spin_;
   std::uint64_t every_;
-  std::uint64_t reads_ = 0;
+  Flood& flood_;
 };
 
 // The 10 ms timer and what it saw.
@@ -168,12 +207,6 @@ class Ticker {
   std::uint64_t missed_ = 0;
 };
 
-struct Flood {
-  std::uint64_t bytes = 0;
-  Clock::time_point start{};
-  Clock::time_point end{};
-};
-
 // The client: whole lines, 655 of them per write, then FIN. Blocking, on its own thread.
 void send_flood(unsigned short port, std::uint64_t total) {
   try {
@@ -195,56 +228,49 @@ void send_flood(unsigned short port, std::uint64_t total) {
   }
 }
 
-// Reads until FIN with the chosen coronet reader; returns the bytes read.
-coronet::awaitable<std::uint64_t> drain(coronet::Socket& socket, Reader reader, Work& work) {
-  std::uint64_t total = 0;
+// Reads until FIN with the chosen coronet reader.
+coronet::awaitable<void> drain(coronet::Socket& socket, Reader reader, Consumer& consumer) {
   switch (reader) {
     case Reader::read:
       while (auto chunk = co_await socket.read()) {
-        total += chunk->size();
-        work.after_read();
+        consumer.consume(chunk->size());
       }
       break;
     case Reader::read_some: {
       std::vector<char> buffer(chunk_bytes);
       while (auto n = co_await socket.read_some(std::span<char>(buffer))) {
-        total += n;
-        work.after_read();
+        consumer.consume(n);
       }
       break;
     }
     case Reader::read_line:
       while (auto line = co_await socket.read_line(max_line)) {
-        total += line->size() + 1;
-        work.after_read();
+        consumer.consume(line->size() + 1);
       }
       break;
     case Reader::read_until:
       while (auto line = co_await socket.read_until("\n", max_line)) {
-        total += line->size();
-        work.after_read();
+        consumer.consume(line->size());
       }
       break;
     case Reader::read_exactly:
       while (auto line = co_await socket.read_exactly(line_bytes)) {
-        total += line->size();
-        work.after_read();
+        consumer.consume(line->size());
       }
       break;
     case Reader::asio: break;  // not a coronet reader; see asio_session()
   }
-  co_return total;
 }
 
 coronet::awaitable<void> coronet_session(coronet::Server& server, const Options& o, Ticker& ticker,
                                          Flood& flood) {
   coronet::Socket socket = co_await server.accept();
   server.close();
-  Work work(o);
+  Consumer consumer(o, flood);
   ticker.start();
-  flood.start = Clock::now();
-  flood.bytes = co_await drain(socket, o.reader, work);
-  flood.end = Clock::now();
+  flood.begin();
+  co_await drain(socket, o.reader, consumer);
+  flood.finish();
   ticker.stop(flood.end);
 }
 
@@ -253,44 +279,50 @@ asio::awaitable<void> asio_session(asio::ip::tcp::acceptor& acceptor, const Opti
                                    Ticker& ticker, Flood& flood) {
   asio::ip::tcp::socket socket = co_await acceptor.async_accept(asio::use_awaitable);
   acceptor.close();
-  Work work(o);
+  Consumer consumer(o, flood);
   std::vector<char> buffer(chunk_bytes);
   ticker.start();
-  flood.start = Clock::now();
+  flood.begin();
   for (;;) {
     auto [ec, n] = co_await socket.async_read_some(
         asio::buffer(buffer), asio::experimental::as_tuple(asio::use_awaitable));
     if (ec == asio::error::eof) break;
     if (ec) throw std::system_error(ec, "read");
-    flood.bytes += n;
-    work.after_read();
+    consumer.consume(n);
   }
-  flood.end = Clock::now();
+  flood.finish();
   ticker.stop(flood.end);
 }
 
-void report(const Options& o, const Work& work, const Flood& flood, const Ticker& ticker) {
+void report(const Options& o, const Flood& flood, const Ticker& ticker) {
   const double seconds = std::chrono::duration<double>(flood.end - flood.start).count();
   std::vector<double> lateness = ticker.lateness_ms();
   std::sort(lateness.begin(), lateness.end());
   const double worst = lateness.empty() ? 0.0 : lateness.back();
-  // The nearest-rank p99: with fewer than 100 firings it is the worst.
-  const double p99 =
-      lateness.empty()
-          ? 0.0
-          : lateness[std::min(
-                lateness.size() - 1,
-                static_cast<std::size_t>(0.99 * static_cast<double>(lateness.size())))];
+  // Nearest-rank percentiles: with fewer than 100 firings the p99 is the worst.
+  const auto percentile = [&](double p) {
+    if (lateness.empty()) return 0.0;
+    const auto rank = static_cast<std::size_t>(p * static_cast<double>(lateness.size()));
+    return lateness[std::min(lateness.size() - 1, rank)];
+  };
+  const double p99 = percentile(0.99);
   std::printf(
       "{\"reader\":\"%s\",\"work_us\":%llu,\"work_every\":%llu,\"bytes\":%llu,\"seconds\":%.6f,"
       "\"mb_per_s\":%.1f,\"firings\":%zu,\"expected_firings\":%.1f,\"missed_ticks\":%llu,"
-      "\"worst_lateness_ms\":%.3f,\"p99_lateness_ms\":%.3f}\n",
+      "\"worst_lateness_ms\":%.3f,\"p99_lateness_ms\":%.3f,\"median_lateness_ms\":%.3f,\"reads\":%"
+      "llu,"
+      "\"bytes_per_read\":%.0f,\"server_cpu_share\":%.3f,\"involuntary_switches\":%ld}\n",
       o.reader_name.c_str(), static_cast<unsigned long long>(o.work_us),
-      static_cast<unsigned long long>(o.work_us ? work.every() : 0),
+      static_cast<unsigned long long>(o.work_us ? work_every(o) : 0),
       static_cast<unsigned long long>(flood.bytes), seconds,
       static_cast<double>(flood.bytes) / 1e6 / seconds, lateness.size(),
       seconds / std::chrono::duration<double>(tick).count(),
-      static_cast<unsigned long long>(ticker.missed()), worst, p99);
+      static_cast<unsigned long long>(ticker.missed()), worst, p99, percentile(0.5),
+      static_cast<unsigned long long>(flood.reads),
+      static_cast<double>(flood.bytes) /
+          static_cast<double>(std::max<std::uint64_t>(flood.reads, 1)),
+      (flood.usage_end.cpu_seconds - flood.usage_start.cpu_seconds) / seconds,
+      flood.usage_end.involuntary_switches - flood.usage_start.involuntary_switches);
 }
 
 std::uint64_t parse_number(const char* text, std::string_view flag) {
@@ -375,6 +407,6 @@ int main(int argc, char** argv) {
     fail("the server read " + std::to_string(flood.bytes) + " bytes where " +
          std::to_string(total) + " were sent");
   }
-  report(o, Work(o), flood, ticker);
+  report(o, flood, ticker);
   return 0;
 }

@@ -132,8 +132,9 @@ struct Flood {
 };
 
 // What the session does with each completed read: counts it, and every K reads
-// spends the CPU time the "100 µs of work per chunk" stands for. A spin,
-// not a sleep: the thread stays busy.
+// spends the time the "100 µs of work per chunk" stands for. A spin, not a
+// sleep, so the thread stays busy; timed by the wall clock, so a spin the kernel
+// preempts still ends on time and the loop's own delays are not stretched by it.
 class Consumer {
  public:
   Consumer(const Options& o, Flood& flood)

@@ -5,10 +5,12 @@ Every server (benchmarks/coronet, benchmarks/peers/*) speaks one protocol and is
 driven by one load client (benchmarks/peers/c/client.c), so the only thing that
 changes between columns is the server. The machine is shared and noisy, so every
 figure is also given as a ratio to the plain C epoll server measured in the same
-run. Two steps measure coronet alone: heap allocations per round trip, and framed
+run. Three steps measure coronet alone: heap allocations per round trip, framed
 reads against read() + memchr (benchmarks/coronet/framing.cpp), whose ratio is to
-coronet's own raw reads. Prints a progress line per step, then the tables and the
-goals; writes every sample to JSON and draws an SVG chart with gnuplot.
+coronet's own raw reads, and how late a 10 ms timer on the server's thread fires
+under a 200 MB flood (benchmarks/coronet/lateness.cpp), with plain Asio as the
+reference. Prints a progress line per step, then the tables and the goals; writes
+every sample to JSON and draws an SVG chart with gnuplot.
 
     python3 benchmarks/run.py [--duration S] [--runs N] [--only LIST] [--json PATH] [--short]
 """
@@ -85,7 +87,22 @@ FRAMED_READERS = {
     'read_until': 'read_until("\\n")',
     'read_exactly': 'read_exactly(L)',
 }
-EXTRAS = ('allocations', 'framed')  # coronet-only steps --only can name
+# The timer-lateness table: a 10 ms timer on the flooded server's io_context{1}
+# (benchmarks/coronet/lateness.cpp), per reader, without work and with 100 µs per chunk.
+LATENESS_READERS = {
+    'asio': 'Asio async_read_some (reference)',
+    'read': 'read()',
+    'read_some': 'read_some()',
+    'read_line': 'read_line()',
+    'read_until': 'read_until("\\n")',
+    'read_exactly': 'read_exactly(100)',
+}
+LATENESS_WORK_US = (0, 100)
+# The issue's flood, in --short mode too: without work 200 MB lasts 0.2-0.5 s, 20-50
+# ticks of the timer, and 50 MB would leave it 4. One run of each row takes about 10 s.
+LATENESS_MEGABYTES = 200
+LATENESS_GOAL_MS = 20
+EXTRAS = ('allocations', 'framed', 'lateness')  # coronet-only steps --only can name
 
 
 def workloads(short):
@@ -130,7 +147,7 @@ def build(build_dir):
                      '-Dexamples=disabled', '-Dbuildtype=release', '-Db_ndebug=true'], 'meson setup')
     # Only the benchmark programs: the library's own checks are the test suite's job.
     targets = [f'benchmarks/{t}' for t in ('c_server', 'bench_client', 'coronet_server', 'coronet_framing',
-                                            'asio_callbacks', 'asio_awaitable')]
+                                            'coronet_lateness', 'asio_callbacks', 'asio_awaitable')]
     run_quietly(['ninja', '-C', str(build_dir), *targets], 'ninja')
     b = build_dir / 'benchmarks'
     systems = {
@@ -304,6 +321,53 @@ def framed_summary(framed):
     return summary
 
 
+def lateness_label(work_us):
+    return 'no work' if work_us == 0 else f'{work_us} µs per chunk'
+
+
+def lateness_runs(build_dir, megabytes, runs):
+    """A 10 ms timer's lateness while one client floods the server on the timer's thread:
+    {(reader, work_us): [the program's JSON per run]}. "Per chunk" is per read for
+    read(), read_some() and Asio, and once per 655 lines (about 64 KiB) for the framed readers."""
+    program = str(build_dir / 'benchmarks' / 'coronet_lateness')
+    out = {}
+    for reader, label in LATENESS_READERS.items():
+        for work in LATENESS_WORK_US:
+            for run in range(runs):
+                result = subprocess.run([program, '--reader', reader, '--work-us', str(work),
+                                         '--megabytes', str(megabytes)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, timeout=120)
+                if result.returncode != 0:
+                    say(f'[lateness] {label} · {lateness_label(work)}: FAILED: {result.stderr.strip()}')
+                    continue
+                sample = json.loads(result.stdout.strip().splitlines()[-1])
+                out.setdefault((reader, work), []).append(sample)
+                say(f'[lateness] {label} · {lateness_label(work)} · run {run + 1}/{runs}: worst '
+                    f'{sample["worst_lateness_ms"]:.1f} ms, p99 {sample["p99_lateness_ms"]:.1f} ms, '
+                    f'{sample["firings"]} of {sample["expected_firings"]:.0f} firings in '
+                    f'{sample["seconds"]:.2f} s')
+    return out
+
+
+def lateness_summary(lateness):
+    """{(reader, work_us): the worst lateness (median, min, max) over runs; the medians over
+    runs of the p99 and median lateness, the flood's seconds and the server thread's CPU
+    share; the firings and expected firings summed over runs}."""
+    summary = {}
+    for key, samples in lateness.items():
+        worst = [s['worst_lateness_ms'] for s in samples]
+        summary[key] = {
+            'worst': (statistics.median(worst), min(worst), max(worst)),
+            'p99': statistics.median(s['p99_lateness_ms'] for s in samples),
+            'median_lateness': statistics.median(s['median_lateness_ms'] for s in samples),
+            'cpu_share': statistics.median(s['server_cpu_share'] for s in samples),
+            'firings': sum(s['firings'] for s in samples),
+            'expected': sum(s['expected_firings'] for s in samples),
+            'seconds': statistics.median(s['seconds'] for s in samples),
+        }
+    return summary
+
+
 # ---------------------------------------------------------------- reporting
 
 def summarise(samples):
@@ -363,7 +427,27 @@ def framed_table(summary):
     return '\n'.join(lines)
 
 
-def goals(results, alloc, framed):
+def lateness_table(summary, megabytes):
+    lines = [f'{f"timer lateness under a {megabytes} MB flood (ms)":<36} {"work":<16} '
+             f'{"worst: median":>13} {"min - max":>15} {"p99":>7} {"p50":>6} {"firings/expected":>17} '
+             f'{"flood s":>8} {"server CPU":>10}']
+    for reader, label in LATENESS_READERS.items():
+        first = True
+        for work in LATENESS_WORK_US:
+            entry = summary.get((reader, work))
+            if not entry:
+                continue
+            median, lo, hi = entry['worst']
+            spread = f'{lo:.1f} - {hi:.1f}'
+            firings = f'{entry["firings"]} / {entry["expected"]:.0f}'
+            lines.append(f'{label if first else "":<36} {lateness_label(work):<16} {median:>13.1f} '
+                         f'{spread:>15} {entry["p99"]:>7.1f} {entry["median_lateness"]:>6.1f} {firings:>17} '
+                         f'{entry["seconds"]:>8.2f} {entry["cpu_share"]:>10.0%}')
+            first = False
+    return '\n'.join(lines)
+
+
+def goals(results, alloc, framed, lateness=None):
     """The goals of the benchmark issues: (text, value, met or None when not measured)."""
     def ratio(workload, other):
         a, b = results.get((workload, 'coronet')), results.get((workload, other))
@@ -405,6 +489,15 @@ def goals(results, alloc, framed):
                             entry[3], entry[3] >= 0.5))
     r = ratio('http_pipelined', 'node')
     out.append(('coronet >= 1.0x Node on 16-deep pipelined HTTP', r, None if r is None else r >= 1.0))
+    # As for the fairness row, a timer is on time only if it is in every run: the max.
+    for reader, label in LATENESS_READERS.items():
+        for work in LATENESS_WORK_US:
+            entry = (lateness or {}).get((reader, work))
+            if reader != 'asio' and entry:
+                worst = entry['worst'][2]
+                out.append((f'{label}, {lateness_label(work)}: a 10 ms timer\'s worst lateness under '
+                            f'the flood < {LATENESS_GOAL_MS} ms in every run (ms)', worst,
+                            worst < LATENESS_GOAL_MS))
     return out
 
 
@@ -414,6 +507,8 @@ def chart(results, loads, systems, path):
     if not gnuplot:
         say('   no chart: gnuplot missing (apt-get install gnuplot-nox)')
         return None
+    if not any(results.get((row.baseline, 'c')) for row in all_rows(loads)):
+        return None  # only coronet-only steps ran (--only framed,lateness): no bars to draw
     data = path.with_suffix('.dat')
     others = [s for s in systems if s != 'c']
     with open(data, 'w') as f:
@@ -444,7 +539,7 @@ plot for [i=2:{len(others) + 1}] "{data}" using i:xtic(1) title columnhead(i)
     return path
 
 
-def markdown(results, loads, order, framed, checks, heading):
+def markdown(results, loads, order, framed, checks, heading, lateness=None, megabytes=None):
     """The tables as Markdown, for the README: each cell is the median and its ratio to C."""
     lines = [heading, '',
              '| workload | ' + ' | '.join(SYSTEM_LABELS[s] for s in order) + ' |',
@@ -472,6 +567,16 @@ def markdown(results, loads, order, framed, checks, heading):
                 cells.append('—' if not entry else f'{entry[0]:,.0f}' + (
                     '' if reader == 'read_memchr' or entry[3] is None else f' ({entry[3]:.2f}x)'))
             lines.append(f'| {size}-byte lines | ' + ' | '.join(cells) + ' |')
+    if lateness:
+        lines += ['', f'| timer lateness under a {megabytes} MB flood: worst (p99), ms | '
+                  + ' | '.join(lateness_label(w) for w in LATENESS_WORK_US) + ' |',
+                  '|---|' + '---:|' * len(LATENESS_WORK_US)]
+        for reader, label in LATENESS_READERS.items():
+            cells = []
+            for work in LATENESS_WORK_US:
+                entry = lateness.get((reader, work))
+                cells.append('—' if not entry else f'{entry["worst"][0]:.1f} ({entry["p99"]:.1f})')
+            lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     lines += ['', 'Goals:', '']
     for text, value, met in checks:
         if met is not None:
@@ -570,6 +675,11 @@ def main():
     if step_wanted('framed'):
         framed_raw = framed_reads(build_dir, duration, runs)
         framed = framed_summary(framed_raw)
+    lateness_mb = LATENESS_MEGABYTES
+    lateness_raw, lateness = {}, {}
+    if step_wanted('lateness'):
+        lateness_raw = lateness_runs(build_dir, lateness_mb, runs)
+        lateness = lateness_summary(lateness_raw)
 
     elapsed = time.monotonic() - started
     info = machine()
@@ -578,14 +688,18 @@ def main():
     say(f'coronet benchmarks, {when}, {info["cores"]} cores ({info["cpu"]}), Linux {info["kernel"]}, '
         f'{runs} run(s) of {duration:g} s each, {elapsed:.0f} s in all')
     say(f'every server is driven by the same C client over 127.0.0.1 with TCP_NODELAY')
-    say('')
-    say(table(results, loads, order))
+    if results:
+        say('')
+        say(table(results, loads, order))
     if framed:
         say('')
         say(framed_table(framed))
+    if lateness:
+        say('')
+        say(lateness_table(lateness, lateness_mb))
     say('')
     say('goals:')
-    checks = goals(results, alloc, framed)
+    checks = goals(results, alloc, framed, lateness)
     for text, value, met in checks:
         if met is not None:
             say(f'  {"pass " if met else "short"}  {text} ({value:.3f})')
@@ -601,13 +715,20 @@ def main():
                           'samples': framed_raw[(size, reader)], 'median': entry[0], 'min': entry[1],
                           'max': entry[2], 'ratio_to_read_memchr': entry[3]}
                          for (size, reader), entry in framed.items()],
+        'timer_lateness': [{'reader': reader, 'work_us': work, 'megabytes': lateness_mb,
+                            'metric': 'worst_lateness_ms', 'unit': 'ms',
+                            'samples': lateness_raw[(reader, work)], 'median': entry['worst'][0],
+                            'min': entry['worst'][1], 'max': entry['worst'][2],
+                            'p99_median': entry['p99']}
+                           for (reader, work), entry in lateness.items()],
         'goals': [{'goal': t, 'value': v, 'met': m} for t, v, m in checks],
     }, indent=1))
     say(f'\nwrote {args.json}')
     md = args.json.with_suffix('.md')
     md.write_text(markdown(results, loads, order, framed, checks,
                            f'{when[:10]}, {info["cores"]} cores ({info["cpu"]}), Linux {info["kernel"]}, '
-                           f'{runs} x {duration:g} s per cell; median (ratio to C, higher is better)'))
+                           f'{runs} x {duration:g} s per cell; median (ratio to C, higher is better)',
+                           lateness, lateness_mb))
     say(f'wrote {md}')
     svg = chart(results, loads, order, args.json.with_suffix('.svg'))
     if svg:

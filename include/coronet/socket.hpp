@@ -72,7 +72,8 @@ class basic_socket {
   // ------------------------------------------------------------------ reading
 
   /// The next chunk the peer sent, as a view into the socket's read buffer that stays
-  /// valid until the next read on this socket; nullopt once the peer has sent FIN
+  /// valid until the next read on this socket (any read, even one that then reports
+  /// FIN: copy what you keep beyond it); nullopt once the peer has sent FIN
   /// (and on every read after it).
   /// Completes as soon as any bytes arrive. Throws coronet::error: "read ECONNRESET"
   /// when the peer resets (the socket is then destroyed), errc::timeout when

@@ -32,12 +32,14 @@ asio::awaitable<void> run(int port, std::string name) {
   if (!echo || *echo != payload) throw std::runtime_error("the echo differs from the payload");
   exchange::checksum sum;
   sum.add(payload);
-  auto summary = co_await socket.read_line(256);
-  if (!summary || *summary != exchange::summary(name, payload.size(), sum)) {
-    throw std::runtime_error("bad summary: " + std::string(summary.value_or("(FIN)")));
+  auto line = co_await socket.read_line(256);
+  // A view lives until the next read on the socket: keep a copy past the read below.
+  const std::string summary(line.value_or("(FIN)"));
+  if (!line || summary != exchange::summary(name, payload.size(), sum)) {
+    throw std::runtime_error("bad summary: " + summary);
   }
   if (co_await socket.read()) throw std::runtime_error("bytes after the summary");
-  std::cout << name << ": " << *summary << std::endl;
+  std::cout << name << ": " << summary << std::endl;
 }
 
 }  // namespace

@@ -22,9 +22,9 @@ TEST_CASE("an idle socket's pending read reports errc::timeout and the socket st
   test::run([]() -> coronet::awaitable<void> {
     test::pair p;
     co_await test::make_pair(p);
+    const auto start = clock_type::now();  // before arming: see the stalled-write case
     p.accepted.set_timeout(50ms);
     CHECK(p.accepted.timeout() == 50ms);
-    const auto start = clock_type::now();
     auto e = co_await test::expect_error(p.accepted.read());
     CHECK(e.code() == coronet::errc::timeout);
     CHECK(std::string(e.what()) == "read timed out: no activity for 50 ms");
@@ -101,8 +101,10 @@ TEST_CASE("a write stalled on a full kernel does not count as idle the first tim
     co_await test::settle([&] { return p.accepted.writable_length() > 0; });
     REQUIRE(p.accepted.writable_length() > 0);
 
-    p.accepted.set_timeout(60ms);
+    // Before set_timeout(): a thread preempted between the two would otherwise
+    // measure less than the timer waited (seen under ASan on a loaded machine).
     const auto start = clock_type::now();
+    p.accepted.set_timeout(60ms);
     auto e = co_await test::expect_error(p.accepted.read());
     CHECK(e.code() == coronet::errc::timeout);
     CHECK(clock_type::now() - start >= 120ms);  // the first expiry was skipped

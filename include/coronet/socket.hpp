@@ -79,8 +79,10 @@ class basic_socket {
   /// when the peer resets (the socket is then destroyed), errc::timeout when
   /// set_timeout()'s idle period passes (the socket stays open),
   /// errc::read_in_progress when another read is already waiting, errc::socket_destroyed
-  /// after destroy(). destroy() while it waits: operation_aborted. Cancelling it
-  /// loses no bytes: they stay in the kernel for the next read.
+  /// after destroy(). destroy() while it waits: operation_aborted. Cancelled (a
+  /// deadline through `||`, a cancellation slot), it throws operation_aborted and loses
+  /// no bytes: what arrived meanwhile is kept for the next read. Every read form below
+  /// cancels the same way.
   awaitable<std::optional<std::string_view>> read() { return core_type::read(core()); }
 
   ///@{
@@ -150,8 +152,8 @@ class basic_socket {
   /// errc::ended_by_peer after the automatic end (allow_half_open false),
   /// errc::socket_destroyed after destroy(), "write EPIPE"/"write ECONNRESET" when the
   /// peer is gone. destroy() while it waits: operation_aborted. A cancelled write's
-  /// bytes stay queued and still go out, in order: nothing is half-sent. They are not
-  /// copied, so after a cancellation `data` must stay valid until drain() completes.
+  /// bytes still go out, in order (nothing is half-sent): what the kernel had not taken
+  /// is copied before it returns, so `data` is never read after a cancellation.
   awaitable<void> write(asio::const_buffer data) { return core_type::write(core(), data); }
   awaitable<void> write(std::string_view data) { return write(asio::buffer(data)); }
   awaitable<void> write(std::span<const std::byte> data) {

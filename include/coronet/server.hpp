@@ -147,7 +147,15 @@ class basic_server {
   requires connection_handler<Handler, socket_type>
       // NOLINTNEXTLINE(performance-unnecessary-value-param): a coroutine must own its arguments
       awaitable<void> serve(Handler handler) {
-    auto s = state_;
+    return serve_on(state_, std::move(handler));
+  }
+
+ private:
+  /// serve()'s loop, with the state as a parameter of its own frame: g++ 12 at -O2
+  /// lost a local copy of it across the loop (accept() then saw a server that was
+  /// not listening and serve() ended after its first connection).
+  template <typename Handler>
+  static awaitable<void> serve_on(auto s, Handler handler) {  // s: state_ptr (declared below)
     for (;;) {
       std::optional<socket_type> socket;
       bool exhausted = false;
@@ -166,6 +174,7 @@ class basic_server {
     }
   }
 
+ public:
   /// Called for each connection closed because of max_connections (Node's 'drop').
   void on_drop(std::function<void(const DropInfo&)> handler) {
     state_->on_drop = std::move(handler);
@@ -391,11 +400,14 @@ class basic_server {
         drop(*s, peer, remote);
         continue;
       }
-      if (auto socket = adopt(*s, std::move(peer), remote)) {
-        waiting.stop();
-        start_dropping_if_full(s);
-        co_return std::move(*socket);
-      }
+      // A plain local, not one declared in the `if`: g++ 12 at -O2 mishandles a
+      // condition variable that a coroutine moves from in co_return (the server
+      // stopped accepting after its first connection).
+      std::optional<socket_type> socket = adopt(*s, std::move(peer), remote);
+      if (!socket) continue;
+      waiting.stop();
+      start_dropping_if_full(s);
+      co_return std::move(*socket);
     }
   }
 

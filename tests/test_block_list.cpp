@@ -1,5 +1,6 @@
-// BlockList: Node's test/parallel/test-blocklist.js cases in C++, then the server
-// and Node itself answering the same checks.
+// BlockList: Node's test/parallel/test-blocklist.js cases in C++, Node itself
+// answering the same checks, then the server and connect() refusing blocked peers
+// on real loopback sockets.
 #include "child_process.hpp"
 #include "support.hpp"
 
@@ -330,5 +331,152 @@ TEST_CASE("BlockList: check() answers as Node's net.BlockList does, address by a
     CHECK(peer.wait() == 0);
     REQUIRE(nodes.size() == ours.size());
     for (std::size_t i = 0; i < ours.size(); ++i) CHECK(ours[i] == nodes[i]);
+  });
+}
+
+TEST_CASE("a server's block_list closes a blocked peer at once; others get through") {
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    BlockList list;
+    list.add_address("127.0.0.1");  // an IPv4 rule: on "::" the peer is ::ffff:127.0.0.1
+    Server server{{.block_list = &list}};
+    std::vector<coronet::DropInfo> blocked;
+    int dropped = 0;
+    server.on_blocked([&](const coronet::DropInfo& d) { blocked.push_back(d); });
+    server.on_drop([&](const coronet::DropInfo&) { ++dropped; });
+    co_await server.listen(0, "::");
+    const int port = server.address()->port;
+
+    std::optional<Socket> accepted;
+    asio::co_spawn(
+        ex, [&]() -> coronet::awaitable<void> { accepted = co_await server.accept(); },
+        asio::detached);
+    Socket refused = co_await coronet::connect(port, "127.0.0.1");
+    const int refused_port = refused.local_port();
+    refused.set_timeout(5s);  // a FIN that never came would fail here, not hang
+    // The client's connect succeeds, then FIN with no data, as a dropped one sees.
+    CHECK(co_await test::read_all(refused) == "");
+    REQUIRE(blocked.size() == 1);
+    CHECK(blocked[0].remote.address == "::ffff:127.0.0.1");
+    CHECK(blocked[0].remote.port == refused_port);
+    CHECK(blocked[0].local.port == port);
+    CHECK(dropped == 0);  // 'drop' is max_connections' alone
+    CHECK(server.connections() == 0);
+    CHECK_FALSE(accepted.has_value());  // accept() skipped it and waits on
+
+    Socket welcome = co_await coronet::connect(port, "::1");
+    co_await test::settle([&] { return accepted.has_value(); });
+    REQUIRE(accepted.has_value());
+    CHECK(accepted->remote_address() == "::1");
+    CHECK(server.connections() == 1);
+    co_await welcome.write("hello");
+    CHECK(*(co_await accepted->read()) == "hello");
+    CHECK(blocked.size() == 1);
+  });
+}
+
+TEST_CASE("serve() skips peers in a range or subnet, and rules added later apply at once") {
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    Server server;
+    {
+      BlockList list;  // the server keeps its own handle: this one may go
+      list.add_range("127.0.0.2", "127.0.0.9");
+      server = Server({.block_list = &list});
+    }
+    int blocked = 0;
+    server.on_blocked([&](const coronet::DropInfo&) { ++blocked; });
+    const int port = co_await test::listen_loopback(server);
+    asio::co_spawn(ex, server.serve(test::echo), asio::detached);
+
+    coronet::ConnectOptions from{.host = "127.0.0.1", .port = port, .local_address = "127.0.0.5"};
+    Socket in_range = co_await coronet::connect(from);
+    in_range.set_timeout(5s);
+    CHECK(co_await test::read_all(in_range) == "");
+    CHECK(blocked == 1);
+
+    from.local_address = "127.0.0.1";
+    Socket outside = co_await coronet::connect(from);
+    co_await outside.write("one");
+    CHECK(*(co_await outside.read()) == "one");
+
+    // A copy of the server's handle adds a subnet that covers 127.0.0.1 too.
+    BlockList shared = *server.options().block_list;
+    shared.add_subnet("127.0.0.0", 8);
+    Socket now_blocked = co_await coronet::connect(from);
+    now_blocked.set_timeout(5s);
+    CHECK(co_await test::read_all(now_blocked) == "");
+    CHECK(blocked == 2);
+    // The connection accepted before the rule lives on.
+    co_await outside.end("two");
+    CHECK(co_await test::read_all(outside) == "two");
+    CHECK(server.connections() <= 1);
+  });
+}
+
+TEST_CASE("an IPv4-mapped rule blocks the plain IPv4 peer of an IPv4 server") {
+  test::run([]() -> coronet::awaitable<void> {
+    BlockList list;
+    list.add_address("::ffff:127.0.0.1", "ipv6");
+    Server server{{.block_list = &list}};
+    std::vector<coronet::DropInfo> blocked;
+    server.on_blocked([&](const coronet::DropInfo& d) { blocked.push_back(d); });
+    const int port = co_await test::listen_loopback(server);  // 127.0.0.1 only
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(ex, server.serve(test::echo), asio::detached);
+    Socket refused = co_await coronet::connect(port, "127.0.0.1");
+    refused.set_timeout(5s);
+    CHECK(co_await test::read_all(refused) == "");
+    REQUIRE(blocked.size() == 1);
+    CHECK(blocked[0].remote.address == "127.0.0.1");
+    CHECK(server.connections() == 0);
+  });
+}
+
+TEST_CASE("connect() refuses a blocked address with Node's ERR_IP_BLOCKED and opens nothing") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    const int port = co_await test::listen_loopback(server);
+    BlockList list;
+    list.add_subnet("127.0.0.0", 8);
+    const int descriptors_before = test::open_descriptors();
+    auto e = co_await test::expect_error(
+        coronet::connect({.host = "127.0.0.1", .port = port, .block_list = &list}));
+    CHECK(std::string(e.what()) == "IP(127.0.0.1) is blocked by net.BlockList");
+    CHECK(e.code() == coronet::errc::ip_blocked);
+    CHECK(test::open_descriptors() == descriptors_before);
+
+    // Nothing reached the server: the first connection it accepts is the next one.
+    Socket allowed = co_await coronet::connect(port, "127.0.0.1");
+    Socket accepted = co_await server.accept();
+    CHECK(accepted.remote_port() == allowed.local_port());
+  });
+}
+
+TEST_CASE("connect() skips a blocked address and dials the next one a name resolves to") {
+  test::run([]() -> coronet::awaitable<void> {
+    Server server;
+    co_await server.listen(0, "::");  // both families
+    const int port = server.address()->port;
+    auto both = [](std::string_view) {
+      return std::vector<asio::ip::address>{asio::ip::make_address("127.0.0.1"),
+                                            asio::ip::make_address("::1")};
+    };
+    BlockList list;
+    list.add_address("::1", "ipv6");  // Happy Eyeballs would dial it first
+    Socket s = co_await coronet::connect(
+        {.host = "dual.test", .port = port, .lookup = both, .block_list = &list});
+    CHECK(s.remote_address() == "127.0.0.1");
+
+    // Every address blocked (an IPv4-mapped rule blocks the IPv4 target): each is
+    // named, none was dialled.
+    list.add_address("::ffff:127.0.0.1", "ipv6");
+    const int descriptors_before = test::open_descriptors();
+    auto e = co_await test::expect_error(
+        coronet::connect({.host = "dual.test", .port = port, .lookup = both, .block_list = &list}));
+    CHECK(std::string(e.what()) ==
+          "IP(::1) is blocked by net.BlockList; IP(127.0.0.1) is blocked by net.BlockList");
+    CHECK(e.code() == coronet::errc::ip_blocked);
+    CHECK(test::open_descriptors() == descriptors_before);
   });
 }

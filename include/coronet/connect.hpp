@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "address.hpp"
+#include "block_list.hpp"
 #include "config.hpp"
 #include "detail/event.hpp"
 #include "error.hpp"
@@ -57,6 +58,11 @@ struct ConnectOptions {
   /// function, called once, before any attempt). Empty result: ENOTFOUND.
   std::vector<asio::ip::address> (*lookup)(std::string_view host) = nullptr;
   std::size_t high_water_mark = 64 * 1024;  ///< see basic_socket::high_water_mark()
+  /// Node's blockList: a resolved address it blocks is never dialled; it counts as
+  /// a failed attempt ("IP(10.0.0.3) is blocked by net.BlockList", errc::ip_blocked)
+  /// and the next address is tried at once. connect() copies the handle before it
+  /// returns its awaitable, so the list need only live until the call.
+  const BlockList* block_list = nullptr;
 };
 static_assert(std::is_trivially_destructible_v<ConnectOptions>,
               "options must stay trivially destructible: see the note above");
@@ -199,6 +205,12 @@ struct connect_race {
   Executor executor;
   event<Executor> changed;
 
+  void record_failure(const std::error_code& ec, const std::string& message) {
+    if (!first_error) first_error = ec;
+    if (!failures.empty()) failures += "; ";
+    failures += message;
+  }
+
   /// Closes every attempt still in flight: they finish with operation_aborted.
   void abandon_others() {
     for (const auto& attempt : in_flight) {
@@ -222,9 +234,7 @@ awaitable<void> connect_attempt(std::shared_ptr<connect_race<Executor>> race, tc
       race->winner_endpoint = target;
       race->abandon_others();
     } else {
-      if (!race->first_error) race->first_error = ec;
-      if (!race->failures.empty()) race->failures += "; ";
-      race->failures += syscall_error("connect", ec, host_port(target)).what();
+      race->record_failure(ec, syscall_error("connect", ec, host_port(target)).what());
     }
   }
   race->changed.notify_all();
@@ -248,6 +258,14 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
   bool launch_now = true;
   while (!race->winner) {
     if (next < targets.size() && (launch_now || race->running == 0)) {
+      if (o.block_list && o.block_list->check(targets[next].address())) {
+        // Node's ERR_IP_BLOCKED, as a failed attempt: no socket, the next at once.
+        const auto ip = targets[next++].address().to_string();
+        race->record_failure(make_error_code(errc::ip_blocked),
+                             "IP(" + ip + ") is blocked by net.BlockList");
+        launch_now = true;
+        continue;
+      }
       ++race->running;
       asio::co_spawn(executor, connect_attempt(race, targets[next++], o, executor), asio::detached);
       launch_now = false;
@@ -267,13 +285,21 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
   co_return std::move(*race->winner);
 }
 
+/// The caller's BlockList handle, for the frame to keep: the caller's list may go.
+inline std::optional<BlockList> own_block_list(const ConnectOptions& o) {
+  if (!o.block_list) return std::nullopt;
+  return *o.block_list;
+}
+
 /// The connection itself. `host` and `local_address` are this frame's own copies
 /// of the caller's strings: `o` is re-pointed at them before anything else.
 template <typename Executor>
 awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, std::string host,
-                                          std::string local_address) {
+                                          std::string local_address,
+                                          std::optional<BlockList> block_list) {
   o.host = host;
   o.local_address = local_address;
+  o.block_list = block_list ? &*block_list : nullptr;
   validate(o);
   auto targets = attempt_order(co_await resolve(executor, o), o);
   if (targets.empty()) {
@@ -312,13 +338,15 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
 
 template <typename Executor>
 awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOptions& o) {
-  return connect(std::move(executor), o, std::string(o.host), std::string(o.local_address));
+  return connect(std::move(executor), o, std::string(o.host), std::string(o.local_address),
+                 own_block_list(o));
 }
 
-inline awaitable<Socket> connect_here(ConnectOptions o, std::string host,
-                                      std::string local_address) {
+inline awaitable<Socket> connect_here(ConnectOptions o, std::string host, std::string local_address,
+                                      std::optional<BlockList> block_list) {
   auto executor = co_await asio::this_coro::executor;
-  co_return co_await connect(executor, o, std::move(host), std::move(local_address));
+  co_return co_await connect(executor, o, std::move(host), std::move(local_address),
+                             std::move(block_list));
 }
 
 }  // namespace detail
@@ -330,12 +358,14 @@ inline awaitable<Socket> connect_here(ConnectOptions o, std::string host,
 /// a keep_alive_initial_delay outside 0..32767 s (errc::out_of_range); then
 /// "getaddrinfo ENOTFOUND host"; "connect ECONNREFUSED 127.0.0.1:4000" (every
 /// attempt listed when several addresses were tried, code() of the first);
-/// errc::timeout when options.timeout passes.
+/// errc::timeout when options.timeout passes; errc::ip_blocked when options.block_list
+/// blocks every address ("IP(127.0.0.1) is blocked by net.BlockList"), having
+/// opened no socket for those.
 /// Cancelling it, or destroying the io_context while it waits, closes every attempt
 /// still connecting; nothing is left open or pointing at freed memory.
 inline awaitable<Socket> connect(const ConnectOptions& options) {
   return detail::connect_here(options, std::string(options.host),
-                              std::string(options.local_address));
+                              std::string(options.local_address), detail::own_block_list(options));
 }
 
 /// connect({.host = host, .port = port}).

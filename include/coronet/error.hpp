@@ -40,6 +40,7 @@ enum class errc {
   truncated_frame,           ///< FIN arrived in the middle of a read_exactly()/read_line() frame
   not_connected,             ///< an operation that needs a connection on a socket that has none
   out_of_range,              ///< a number outside what the option takes (Node's ERR_OUT_OF_RANGE)
+  ip_blocked,                ///< connect() to an address its BlockList blocks (ERR_IP_BLOCKED)
 };
 
 namespace detail {
@@ -65,6 +66,7 @@ class errc_category final : public std::error_category {
       case errc::truncated_frame: return "the peer ended the stream in the middle of a frame";
       case errc::not_connected: return "the socket is not connected";
       case errc::out_of_range: return "value out of range";
+      case errc::ip_blocked: return "IP is blocked by net.BlockList";
     }
     return "unknown coronet error";
   }

@@ -12,6 +12,7 @@ using coronet::BlockList;
 using coronet::Server;
 using coronet::Socket;
 using RuleTexts = std::vector<std::string>;
+using namespace std::chrono_literals;
 
 /// The coronet::error that `add` throws (the test fails when it throws nothing).
 template <typename Add>

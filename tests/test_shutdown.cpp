@@ -41,7 +41,8 @@ struct lab {
 };
 
 /// A line protocol: "name:N" names the connection, "slow" and "stuck" wait on a gate
-/// before replying, "big" queues a 16 MiB reply, anything else is echoed.
+/// before replying, "big" queues a 16 MiB reply and waits until it is out, "big, read
+/// on" queues one and reads the next request meanwhile, anything else is echoed.
 coronet::awaitable<void> handle(lab& l, Socket socket) {
   std::string name;
   try {
@@ -54,10 +55,11 @@ coronet::awaitable<void> handle(lab& l, Socket socket) {
         ++l.busy;
         co_await (text == "slow" ? l.slow : l.stuck).wait();
         co_await socket.write("done: " + text + "\n");
-      } else if (text == "big") {
+      } else if (text == "big" || text == "big, read on") {
         socket.write_nowait(std::string(big_reply_size, 'x'));
         l.queued = socket.writable_length();
-        co_await socket.drain();
+        // "big" waits here until it is out; "big, read on" reads on while it leaves.
+        if (text == "big") co_await socket.drain();
       } else {
         co_await socket.write("echo: " + text + "\n");
       }
@@ -127,6 +129,15 @@ TEST_CASE("shutdown(): idle ends at once, mid-exchange ones finish, new connecti
     Socket reader = co_await client(port, "name:reader\nbig\n");  // then reads nothing for now
     co_await test::settle([&] { return l.queued > 0; });
     REQUIRE(l.queued > 0);
+    l.queued = 0;
+    Socket reading = co_await client(port, "name:reading\nbig, read on\n");
+    co_await test::settle([&] { return l.queued > 0; });
+    REQUIRE(l.queued > 0);
+
+    // A request that reaches the server's kernel just as shutdown() begins, before
+    // its handler has read it: that connection is mid-exchange, not idle.
+    Socket late = co_await client(port, "name:late\n");
+    co_await late.write("late\n");
 
     const auto started = std::chrono::steady_clock::now();
     shutdown_run run;
@@ -140,6 +151,9 @@ TEST_CASE("shutdown(): idle ends at once, mid-exchange ones finish, new connecti
     auto refused = co_await test::expect_error(coronet::connect(port, "127.0.0.1"));
     CHECK(refused.code() == std::errc::connection_refused);
 
+    CHECK(co_await line_of(late) == "echo: late");
+    CHECK_FALSE(co_await line_of(late));
+
     // Mid-request: the rest of the line arrives after shutdown began and is answered.
     co_await half.write("o\n");
     CHECK(co_await line_of(half) == "echo: echo");
@@ -152,19 +166,20 @@ TEST_CASE("shutdown(): idle ends at once, mid-exchange ones finish, new connecti
     CHECK(co_await line_of(busy) == "done: slow");
     CHECK_FALSE(co_await line_of(busy));
 
-    // Slow reader: every queued byte of its reply arrives, then FIN.
-    const std::string rest = co_await test::read_all(reader);
-    CHECK(rest.size() == big_reply_size);
+    // Slow readers: every queued byte of the reply arrives, then FIN, whether the
+    // handler waits for it to leave or waits in a read meanwhile.
+    CHECK((co_await test::read_all(reader)).size() == big_reply_size);
+    CHECK((co_await test::read_all(reading)).size() == big_reply_size);
 
     co_await server.wait_closed();
     co_await test::settle([&] { return run.done; });
     REQUIRE(run.done);
     CHECK(run.error.empty());
-    CHECK(run.result.graceful == 4);
+    CHECK(run.result.graceful == 6);
     CHECK(run.result.cut == 0);
     // It did not wait for the grace period once every connection had ended.
     CHECK(std::chrono::steady_clock::now() - started < 10s);
-    for (const char* name : {"idle", "half", "busy", "reader"})
+    for (const char* name : {"idle", "late", "half", "busy", "reader", "reading"})
       CHECK_MESSAGE(l.outcome[name] == "end of stream", name);
   });
 }
@@ -222,6 +237,9 @@ coronet::awaitable<void> wait_in(std::string form, std::map<std::string, std::st
     } else if (form == "paused read") {
       socket.pause();
       more = (co_await socket.read()).has_value();
+    } else if (form == "paused read_line") {
+      socket.pause();
+      more = (co_await socket.read_line(64)).has_value();
     } else if (form == "read_some") {
       char buffer[16];
       more = co_await socket.read_some(std::span<char>(buffer)) > 0;
@@ -240,8 +258,8 @@ void every_read_form_sees_the_end(int concurrency_hint) {
   test::run(
       []() -> coronet::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
-        const std::vector<std::string> forms = {"read", "paused read", "read_some", "read_exactly",
-                                                "read_until"};
+        const std::vector<std::string> forms = {"read",      "paused read",  "paused read_line",
+                                                "read_some", "read_exactly", "read_until"};
         std::map<std::string, std::string> outcome;
         Server server;
         const int port = co_await test::listen_loopback(server);

@@ -1,5 +1,5 @@
-// coronet/detail/socket_core.hpp - one connected TCP socket: its state machine,
-// its read side and its write queue, in one place.
+// coronet/detail/socket_core.hpp - one connected stream socket (TCP or Unix-domain):
+// its state machine, its read side and its write queue, in one place.
 //
 // The public basic_socket is a handle to this object. Every operation in flight
 // holds a shared_ptr to it, so moving or dropping the handle while a read or a
@@ -65,6 +65,7 @@ namespace coronet::detail {
 
 /// What a socket is told when it is created (by connect() or by a server's accept).
 struct socket_settings {
+  bool unix_domain = false;  // a Unix-domain connection: no TCP options, no remote address
   bool allow_half_open = false;
   bool paused = false;
   std::size_t high_water_mark = 64 * 1024;
@@ -92,16 +93,20 @@ template <typename Executor>
 class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
                     public tracked_connection {
  public:
-  using tcp_socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
+  /// One socket type for TCP and Unix-domain connections: the byte moving is the
+  /// same, and only options and addresses differ (settings.unix_domain says which).
+  using stream_socket = asio::basic_stream_socket<asio::generic::stream_protocol, Executor>;
   using endpoint = asio::ip::tcp::endpoint;
   using clock = std::chrono::steady_clock;
   using pointer = std::shared_ptr<socket_core>;
   using frame = std::optional<std::string_view>;
 
-  socket_core(tcp_socket socket, const endpoint& remote, const socket_settings& settings,
+  /// `remote` is the peer of a TCP connection (unused for a Unix-domain one).
+  socket_core(stream_socket socket, const endpoint& remote, const socket_settings& settings,
               std::shared_ptr<connection_tracker> tracker)
       : socket_(std::move(socket)),
         remote_(remote),
+        unix_domain_(settings.unix_domain),
         allow_half_open_(settings.allow_half_open),
         paused_(settings.paused),
         high_water_mark_(settings.high_water_mark),
@@ -473,18 +478,20 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// Bytes of storage the read side holds now (the tests watch idle sockets with it).
   std::size_t receive_capacity() const { return received_.capacity(); }
 
-  const endpoint& remote_endpoint() const { return remote_; }
+  bool unix_domain() const { return unix_domain_; }
+  /// The peer; {} for a Unix-domain connection (its peer has no name, as in Node).
+  Address remote_address() const { return unix_domain_ ? Address{} : to_address(remote_); }
   /// Read from the kernel on first use and kept, so it still answers after close.
-  std::optional<endpoint> local_endpoint() {
+  Address local_address() {
     if (!local_ && !closed_) {
       std::error_code ec;
       auto ep = socket_.local_endpoint(ec);
-      if (!ec) local_ = ep;
+      if (!ec) local_ = to_address(ep);
     }
-    return local_;
+    return local_ ? *local_ : Address{};
   }
 
-  tcp_socket& native() { return socket_; }
+  stream_socket& native() { return socket_; }
   Executor get_executor() { return socket_.get_executor(); }
 
  private:
@@ -1144,9 +1151,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   static constexpr std::size_t max_iov = 64;
 
-  tcp_socket socket_;
+  stream_socket socket_;
   endpoint remote_;
-  std::optional<endpoint> local_;
+  bool unix_domain_;
+  std::optional<Address> local_;
 
   // state machine
   bool allow_half_open_;

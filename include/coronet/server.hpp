@@ -28,6 +28,11 @@
 
 namespace coronet {
 
+namespace tls {
+template <typename Executor>
+class basic_server;
+}
+
 /// Node's net.createServer() options, applied to every accepted socket.
 struct ServerOptions {
   /// false (Node's default): when the peer's FIN arrives, the socket ends its own side
@@ -224,6 +229,10 @@ class basic_server {
   }
 
  private:
+  // The TLS server accepts connections here and hand-shakes before they become sockets.
+  template <typename>
+  friend class tls::basic_server;
+
   using tcp = asio::ip::tcp;
   using acceptor_type = asio::basic_socket_acceptor<tcp, Executor>;
 
@@ -380,6 +389,18 @@ class basic_server {
   };
 
   static awaitable<socket_type> accept_on(state_ptr s) {
+    for (;;) {
+      auto connection = co_await accept_stream_on(s);
+      std::optional<socket_type> socket =
+          adopt(*s, std::move(connection.stream), connection.remote);
+      start_dropping_if_full(s);
+      if (socket) co_return std::move(*socket);
+    }
+  }
+
+  /// The next connection within max_connections, before it is a socket; what
+  /// accept() says of failures and cancellation holds here too.
+  static awaitable<detail::connected_stream<Executor>> accept_stream_on(state_ptr s) {
     if (!s->listening()) throw error(errc::server_not_running);
     waiting_in_accept waiting{*s};
     for (;;) {
@@ -400,27 +421,22 @@ class basic_server {
         drop(*s, peer, remote);
         continue;
       }
-      // A plain local, not one declared in the `if`: g++ 12 at -O2 mishandles a
-      // condition variable that a coroutine moves from in co_return (the server
-      // stopped accepting after its first connection).
-      std::optional<socket_type> socket = adopt(*s, std::move(peer), remote);
-      if (!socket) continue;
       waiting.stop();
-      start_dropping_if_full(s);
-      co_return std::move(*socket);
+      co_return detail::connected_stream<Executor>{std::move(peer), remote};
     }
   }
 
   /// The accepted connection as a socket with the server's options, or nullopt
   /// when the kernel refuses one of them: that connection alone is closed (the
   /// socket's destructor does it), as Node ignores a failed setKeepAlive().
-  static std::optional<socket_type> adopt(state& s, stream_type peer, const tcp::endpoint& remote) {
+  static std::optional<socket_type> adopt(state& s, stream_type peer, const tcp::endpoint& remote,
+                                          std::unique_ptr<detail::secure_layer> layer = nullptr) {
     const ServerOptions& o = s.options;
     detail::socket_settings settings{.allow_half_open = o.allow_half_open,
                                      .paused = o.pause_on_connect,
                                      .high_water_mark = o.high_water_mark};
-    socket_type socket(std::make_shared<detail::socket_core<Executor>>(std::move(peer), remote,
-                                                                       settings, s.tracker));
+    socket_type socket(std::make_shared<detail::socket_core<Executor>>(
+        std::move(peer), remote, settings, s.tracker, std::move(layer)));
     try {
       if (o.no_delay) socket.set_no_delay(true);
       if (o.keep_alive) socket.set_keep_alive(true, o.keep_alive_initial_delay);

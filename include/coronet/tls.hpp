@@ -76,6 +76,10 @@ struct Options {
   /// Bounds the handshake; past it the connection is closed and errc::timeout
   /// thrown. 0: no bound. Node's default is 120 s.
   std::chrono::milliseconds handshake_timeout{120'000};
+  /// A client's prebuilt Context (many connections, one load of the trust store):
+  /// when set, connect() uses it instead of the identity, trust and negotiation
+  /// fields above. It must outlive the connect() call.
+  const class Context* context = nullptr;
 };
 static_assert(std::is_trivially_destructible_v<Options>,
               "options must stay trivially destructible: see ConnectOptions");
@@ -125,6 +129,10 @@ class Context {
       SSL_CTX_set_tlsext_servername_arg(ctx, state_.get());
     } else {
       SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, coronet::detail::tls::continue_verifying);
+      if (!state_->alpn.empty() &&
+          SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const unsigned char*>(state_->alpn.data()),
+                                  static_cast<unsigned>(state_->alpn.size())) != 0)
+        fail("cannot set alpn_protocols");
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
       SSL_CTX_sess_set_new_cb(ctx, keep_session);
     }
@@ -375,5 +383,237 @@ inline void authorize(const tls_layer& layer, bool reject_unauthorized) {
     throw error(make_error_code(errc::tls_unauthorized), info.authorization_error);
 }
 
+/// Hand-shakes on a connected stream and returns the layer that becomes the
+/// socket's byte mover. A client sends `sni` (when not empty), offers `session`,
+/// and checks the certificate against `expected_host`.
+template <typename Stream>
+awaitable<std::unique_ptr<tls_layer>> secure(Stream& stream, std::shared_ptr<context_state> context,
+                                             bool server, std::string sni, std::string session,
+                                             std::string expected_host,
+                                             std::chrono::milliseconds timeout) {
+  std::error_code ec;
+  stream.native_non_blocking(true, ec);
+  if (ec) throw coronet::detail::syscall_error("TLS handshake", ec);
+  auto layer = std::make_unique<tls_layer>(context->ctx, stream.native_handle(), server);
+  SSL* ssl = layer->ssl();
+  if (!sni.empty()) SSL_set_tlsext_host_name(ssl, sni.c_str());
+  if (!session.empty()) {
+    const auto* bytes = reinterpret_cast<const unsigned char*>(session.data());
+    if (SSL_SESSION* saved = d2i_SSL_SESSION(nullptr, &bytes, static_cast<long>(session.size()))) {
+      SSL_set_session(ssl, saved);
+      SSL_SESSION_free(saved);
+    }
+    ERR_clear_error();  // an unusable session is a full handshake, not an error
+  }
+  co_await handshake(stream, *layer, timeout);
+  coronet::detail::tls::record_outcome(*layer, expected_host, server);
+  co_return layer;
+}
+
+/// tls::connect()'s coroutine: `host`, `local_address`, `servername` and `session`
+/// are its own copies of the caller's strings.
+template <typename Executor>
+awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, Options t,
+                                          std::shared_ptr<context_state> context, std::string host,
+                                          std::string local_address, std::string servername,
+                                          std::string session) {
+  o.host = host;
+  o.local_address = local_address;
+  auto connection = co_await coronet::detail::open_connection(executor, o);
+  // Node sends SNI only for a name, and checks the certificate against the
+  // servername when one is given, else against the host.
+  std::string sni = !servername.empty() ? servername : (is_ip(host) ? std::string() : host);
+  std::string expected = servername.empty() ? host : servername;
+  auto layer = co_await secure(connection.stream, std::move(context), false, std::move(sni),
+                               std::move(session), std::move(expected), t.handshake_timeout);
+  authorize(*layer, t.reject_unauthorized);
+  co_return coronet::detail::make_socket(std::move(connection), o, std::move(layer));
+}
+
+inline void validate(const Options& o) {
+  if (o.handshake_timeout.count() < 0)
+    throw error(errc::invalid_argument, ": handshake_timeout must not be negative");
+}
+
 }  // namespace detail
+
+/// Node's tls.connect(): a TCP connection as connect() makes it (`net`: host,
+/// port, timeouts, ...), then the TLS handshake, on the awaiting coroutine's
+/// executor. Completes once the handshake is done and the server is authorized.
+/// Throws what connect() throws; errc::invalid_argument when `tls` cannot be
+/// loaded (a missing file, a bad version name); ECONNRESET "Client network socket
+/// disconnected before secure TLS connection was established"; errc::tls_handshake
+/// with OpenSSL's reason ("wrong version number", "tlsv1 alert protocol version");
+/// errc::tls_unauthorized with Node's reason ("unable to verify the first
+/// certificate", "Hostname/IP does not match certificate's altnames: ...") unless
+/// reject_unauthorized is off; errc::timeout when handshake_timeout passes.
+/// Cancelled, it throws operation_aborted; nothing is left open.
+template <typename Executor>
+awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOptions& net,
+                                          const Options& tls = {}) {
+  detail::validate(tls);
+  auto context = tls.context ? tls.context->state() : Context(tls, false).state();
+  return detail::connect(std::move(executor), net, tls, std::move(context), std::string(net.host),
+                         std::string(net.local_address), std::string(tls.servername),
+                         std::string(tls.session));
+}
+
+namespace detail {
+inline awaitable<Socket> connect_here(ConnectOptions net, Options tls,
+                                      std::shared_ptr<context_state> context, std::string host,
+                                      std::string local_address, std::string servername,
+                                      std::string session) {
+  auto executor = co_await asio::this_coro::executor;
+  co_return co_await connect(executor, net, tls, std::move(context), std::move(host),
+                             std::move(local_address), std::move(servername), std::move(session));
+}
+}  // namespace detail
+
+/// @copydoc connect(Executor, const ConnectOptions&, const Options&)
+inline awaitable<Socket> connect(const ConnectOptions& net, const Options& tls = {}) {
+  detail::validate(tls);
+  auto context = tls.context ? tls.context->state() : Context(tls, false).state();
+  return detail::connect_here(net, tls, std::move(context), std::string(net.host),
+                              std::string(net.local_address), std::string(tls.servername),
+                              std::string(tls.session));
+}
+
+/// Node's tls.Server: a coronet::basic_server whose connections hand-shake before
+/// accept() or serve() hands them out. Failed handshakes (a plain-text client, a
+/// refused certificate, handshake_timeout) close that connection only, as Node
+/// reports them to 'tlsClientError' and goes on.
+template <typename Executor = asio::any_io_executor>
+class basic_server {
+ public:
+  using executor_type = Executor;
+  using socket_type = basic_socket<Executor>;
+
+  /// A server that does not listen yet. `tls` is loaded now: a missing file or a
+  /// key that does not match its certificate throws errc::invalid_argument here.
+  basic_server(ServerOptions options = {}, const Options& tls = {})
+      : tcp_(options), state_(std::make_shared<state>(tls)) {}
+
+  /// Connections that ask for `servername` through SNI get these certificates
+  /// (Node's server.addContext()); "*.example.org" matches one label.
+  void add_context(std::string_view servername, const Options& tls) {
+    state_->context.add_context(servername, Context(tls, true));
+  }
+
+  ///@{
+  /// As coronet::basic_server::listen().
+  awaitable<void> listen(int port = 0, std::string_view host = {}, int backlog = 511) {
+    return tcp_.listen(port, host, backlog);
+  }
+  awaitable<void> listen(const ListenOptions& options) { return tcp_.listen(options); }
+  void listen(const executor_type& executor, const ListenOptions& options) {
+    tcp_.listen(executor, options);
+  }
+  ///@}
+
+  /// The next connection whose handshake succeeded. Handshakes run one at a time
+  /// here, each bounded by handshake_timeout; serve() runs them side by side.
+  /// Throws and cancels as coronet::basic_server::accept().
+  awaitable<socket_type> accept() { return accept_on(tcp_.state_, state_); }
+
+  /// As coronet::basic_server::serve(), with each connection's handshake run in
+  /// its own coroutine before `handler` sees the socket.
+  template <typename Handler>
+  requires connection_handler<Handler, socket_type>
+      // NOLINTNEXTLINE(performance-unnecessary-value-param): a coroutine must own its arguments
+      awaitable<void> serve(Handler handler) {
+    return serve_on(tcp_.state_, state_, std::move(handler));
+  }
+
+  void close() { tcp_.close(); }
+  awaitable<void> wait_closed() { return tcp_.wait_closed(); }
+  std::optional<Address> address() const { return tcp_.address(); }
+  bool listening() const { return tcp_.listening(); }
+  std::size_t connections() const { return tcp_.connections(); }
+  executor_type get_executor() const { return tcp_.get_executor(); }
+  /// The server's own Context (its certificate, trust, ALPN).
+  const Context& context() const { return state_->context; }
+
+ private:
+  using tcp_server = coronet::basic_server<Executor>;
+  using tcp_state = typename tcp_server::state_ptr;
+
+  struct state {
+    explicit state(const Options& o)
+        : context(o, true),
+          reject_unauthorized(o.reject_unauthorized && o.request_cert),
+          handshake_timeout(o.handshake_timeout) {
+      detail::validate(o);
+    }
+    Context context;
+    bool reject_unauthorized;
+    std::chrono::milliseconds handshake_timeout;
+  };
+  using state_ptr = std::shared_ptr<state>;
+
+  /// Hand-shakes on an accepted connection; nullopt when it failed (the
+  /// connection is closed: its stream goes out of scope).
+  static awaitable<std::optional<socket_type>> secure_on(tcp_state s, state_ptr t,
+                                                         coronet::detail::connected_stream<Executor> c) {
+    std::unique_ptr<detail::tls_layer> layer;
+    try {
+      layer = co_await detail::secure(c.stream, t->context.state(), true, {}, {}, {},
+                                      t->handshake_timeout);
+      detail::authorize(*layer, t->reject_unauthorized);
+    } catch (const error& e) {
+      if (e.code() == std::errc::operation_canceled) throw;
+      co_return std::nullopt;
+    }
+    std::optional<socket_type> socket =
+        tcp_server::adopt(*s, std::move(c.stream), c.remote, std::move(layer));
+    tcp_server::start_dropping_if_full(s);
+    co_return socket;
+  }
+
+  static awaitable<socket_type> accept_on(tcp_state s, state_ptr t) {
+    for (;;) {
+      auto connection = co_await tcp_server::accept_stream_on(s);
+      std::optional<socket_type> socket = co_await secure_on(s, t, std::move(connection));
+      if (socket) co_return std::move(*socket);
+    }
+  }
+
+  template <typename Handler>
+  static awaitable<void> serve_on(tcp_state s, state_ptr t, Handler handler) {
+    for (;;) {
+      std::optional<coronet::detail::connected_stream<Executor>> connection;
+      bool exhausted = false;
+      try {
+        connection.emplace(co_await tcp_server::accept_stream_on(s));
+      } catch (const error& e) {
+        if (!s->listening()) co_return;
+        if (!tcp_server::is_resource_exhaustion(e.code())) throw;
+        exhausted = true;
+      }
+      if (exhausted) {
+        co_await tcp_server::pause_accepting(s);
+        continue;
+      }
+      asio::co_spawn(s->executor(), run_handler(s, t, handler, std::move(*connection)),
+                     asio::detached);
+    }
+  }
+
+  template <typename Handler>
+  static awaitable<void> run_handler(tcp_state s, state_ptr t, Handler handler,
+                                     coronet::detail::connected_stream<Executor> connection) {
+    try {
+      std::optional<socket_type> socket = co_await secure_on(s, t, std::move(connection));
+      if (socket) co_await handler(std::move(*socket));
+    } catch (const std::exception&) {
+      // As in coronet::basic_server::serve(): an error ends that connection only.
+    }
+  }
+
+  tcp_server tcp_;
+  state_ptr state_;
+};
+
+/// A TLS server on asio::any_io_executor, the one most programs use.
+using Server = basic_server<>;
+
 }  // namespace coronet::tls

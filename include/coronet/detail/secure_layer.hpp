@@ -74,6 +74,10 @@ class secure_layer {
   /// What the last would_block waits for (TLS may need to write in order to read).
   virtual readiness blocked_on() const = 0;
 
+  /// More about the last failure, in the layer's words (OpenSSL's "tlsv13 alert
+  /// certificate required"); empty when there is nothing to add.
+  virtual const std::string& error_detail() const = 0;
+
   /// What was negotiated.
   virtual const TlsInfo& info() const = 0;
 };

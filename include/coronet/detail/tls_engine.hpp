@@ -343,7 +343,7 @@ class tls_layer final : public secure_layer {
 
  public:
   /// OpenSSL's words for the last tls_protocol failure ("tlsv13 alert certificate required").
-  const std::string& last_reason() const { return last_reason_; }
+  const std::string& error_detail() const override { return last_reason_; }
 
  private:
   descriptor_io io_;

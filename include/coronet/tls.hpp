@@ -360,18 +360,42 @@ awaitable<void> drive_handshake(Stream& stream, tls_layer& layer) {
 
 /// The handshake, bounded by `timeout` (0: unbounded). Throws errc::timeout
 /// ("TLS handshake timeout"), the handshake's own failure, or operation_aborted
-/// when cancelled; the caller closes the stream.
+/// when cancelled; the caller closes the stream. (Not `||` with a timer: Asio's
+/// operator waits for the first *success*, so a failed handshake would wait out
+/// the timer.)
 template <typename Stream>
 awaitable<void> handshake(Stream& stream, tls_layer& layer, std::chrono::milliseconds timeout) {
-  using namespace asio::experimental::awaitable_operators;
   if (timeout.count() == 0) co_return co_await drive_handshake(stream, layer);
-  asio::basic_waitable_timer<std::chrono::steady_clock,
-                             asio::wait_traits<std::chrono::steady_clock>,
-                             typename Stream::executor_type>
-      timer(stream.get_executor());
-  coronet::detail::expire_after(timer, timeout);
-  auto outcome = co_await (drive_handshake(stream, layer) || timer.async_wait(asio::use_awaitable));
-  if (outcome.index() == 1)
+  struct deadline {
+    asio::basic_waitable_timer<std::chrono::steady_clock,
+                               asio::wait_traits<std::chrono::steady_clock>,
+                               typename Stream::executor_type>
+        timer;
+    bool armed = true;  // false once the handshake ended: a late expiry touches nothing
+    bool expired = false;
+  };
+  auto bound =
+      std::make_shared<deadline>(deadline{decltype(deadline::timer)(stream.get_executor())});
+  coronet::detail::expire_after(bound->timer, timeout);
+  bound->timer.async_wait([bound, &stream](std::error_code ec) {
+    if (ec || !bound->armed) return;
+    bound->expired = true;
+    std::error_code ignored;
+    stream.cancel(ignored);  // the handshake's wait ends with operation_aborted
+  });
+  struct disarm {
+    deadline& d;
+    ~disarm() {
+      d.armed = false;
+      d.timer.cancel();
+    }
+  } guard{*bound};
+  try {
+    co_await drive_handshake(stream, layer);
+  } catch (const error&) {
+    if (!bound->expired) throw;
+  }
+  if (bound->expired)
     throw error(make_error_code(errc::timeout),
                 "TLS handshake timeout (" + std::to_string(timeout.count()) + " ms)");
 }
@@ -552,8 +576,8 @@ class basic_server {
 
   /// Hand-shakes on an accepted connection; nullopt when it failed (the
   /// connection is closed: its stream goes out of scope).
-  static awaitable<std::optional<socket_type>> secure_on(tcp_state s, state_ptr t,
-                                                         coronet::detail::connected_stream<Executor> c) {
+  static awaitable<std::optional<socket_type>> secure_on(
+      tcp_state s, state_ptr t, coronet::detail::connected_stream<Executor> c) {
     std::unique_ptr<detail::tls_layer> layer;
     try {
       layer = co_await detail::secure(c.stream, t->context.state(), true, {}, {}, {},

@@ -1,6 +1,6 @@
 // The Node.js side of tests/test_tls.cpp: a tls client or server doing one scripted
 // exchange with coronet, printing what it saw, one fact per line.
-//   node tls_peer.js server '{"cert": FILE, "key": FILE, "mode": "echo"|"end-first", ...}'
+//   node tls_peer.js server '{"cert": FILE, "key": FILE, "mode": "echo"|"reply"|"end-first", ...}'
 //       prints "listening PORT" first; other keys are tls.createServer() options
 //       (ca, requestCert, rejectUnauthorized, ALPNProtocols)
 //   node tls_peer.js client '{"port": N, "ca": FILE, "mode": "half-close"|"bulk", ...}'
@@ -30,6 +30,10 @@ if (role === 'server') {
     const chunks = [];
     if (config.mode === 'echo') {
       socket.pipe(socket);
+    } else if (config.mode === 'reply') {
+      // Ends after the handshake has settled: a Node 20 server that calls end() in
+      // its connection handler sends FIN without close_notify.
+      socket.once('data', (d) => socket.end('hello from node to ' + d));
     } else if (config.mode === 'end-first') {
       socket.end('hello from node');
       socket.on('data', (d) => chunks.push(d));

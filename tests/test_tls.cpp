@@ -699,10 +699,13 @@ TEST_CASE("tls: openssl s_client talks to a coronet server; s_server to a corone
     auto lines = co_await client.all_lines();
     CHECK(std::find(lines.begin(), lines.end(), "from coronet") != lines.end());
 
-    child_process s_server(
-        ex, {"/bin/sh", "-c",
-             "exec openssl s_server -quiet -naccept 1 -accept 0 -cert " +
-                 certs().path("server.pem") + " -key " + certs().path("server.key") + " 2>&1"});
+    child_process s_server(ex,
+                           {"/bin/sh", "-c",
+                            // -rev: it answers each line reversed and ignores its stdin (whose end
+                            // would stop it otherwise).
+                            "exec stdbuf -oL openssl s_server -rev -naccept 1 -accept 0 -cert " +
+                                certs().path("server.pem") + " -key " + certs().path("server.key") +
+                                " </dev/null 2>&1"});
     // s_server prints "ACCEPT 0.0.0.0:PORT" (or "[::]:PORT") when it listens.
     int server_port = 0;
     while (auto line = co_await s_server.line()) {
@@ -717,7 +720,7 @@ TEST_CASE("tls: openssl s_client talks to a coronet server; s_server to a corone
         co_await coronet::tls::connect({.host = "localhost", .port = server_port}, trusting(ca));
     CHECK(c.tls()->authorized);
     co_await c.write("to s_server\n");
-    CHECK(co_await s_server.line() == std::optional<std::string>("to s_server"));
+    CHECK(co_await c.read_line() == std::optional<std::string_view>("revres_s ot"));
     co_await c.end();
   });
 }

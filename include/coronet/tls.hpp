@@ -434,22 +434,33 @@ awaitable<std::unique_ptr<tls_layer>> secure(Stream& stream, std::shared_ptr<con
   co_return layer;
 }
 
-/// tls::connect()'s coroutine: `host`, `local_address`, `servername` and `session`
-/// are its own copies of the caller's strings.
+/// connect()'s own copies of the caller's strings (the options hold views).
+struct connect_strings {
+  std::string host, local_address, path, servername, session;
+  connect_strings(const ConnectOptions& net, const Options& tls)
+      : host(net.host),
+        local_address(net.local_address),
+        path(net.path),
+        servername(tls.servername),
+        session(tls.session) {}
+};
+
+/// tls::connect()'s coroutine: `o` is re-pointed at `own` before anything else.
 template <typename Executor>
 awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, Options t,
-                                          std::shared_ptr<context_state> context, std::string host,
-                                          std::string local_address, std::string servername,
-                                          std::string session) {
-  o.host = host;
-  o.local_address = local_address;
+                                          std::shared_ptr<context_state> context,
+                                          connect_strings own) {
+  o.host = own.host;
+  o.local_address = own.local_address;
+  o.path = own.path;
   auto connection = co_await coronet::detail::open_connection(executor, o);
   // Node sends SNI only for a name, and checks the certificate against the
   // servername when one is given, else against the host.
-  std::string sni = !servername.empty() ? servername : (is_ip(host) ? std::string() : host);
-  std::string expected = servername.empty() ? host : servername;
+  std::string sni =
+      !own.servername.empty() ? own.servername : (is_ip(own.host) ? std::string() : own.host);
+  std::string expected = own.servername.empty() ? own.host : own.servername;
   auto layer = co_await secure(connection.stream, std::move(context), false, std::move(sni),
-                               std::move(session), std::move(expected), t.handshake_timeout);
+                               std::move(own.session), std::move(expected), t.handshake_timeout);
   authorize(*layer, t.reject_unauthorized);
   co_return coronet::detail::make_socket(std::move(connection), o, std::move(layer));
 }
@@ -459,47 +470,42 @@ inline void validate(const Options& o) {
     throw error(errc::invalid_argument, ": handshake_timeout must not be negative");
 }
 
+inline std::shared_ptr<context_state> client_context(const Options& tls) {
+  validate(tls);
+  return tls.context ? tls.context->state() : Context(tls, false).state();
+}
+
+inline awaitable<Socket> connect_here(ConnectOptions net, Options tls,
+                                      std::shared_ptr<context_state> context, connect_strings own) {
+  auto executor = co_await asio::this_coro::executor;
+  co_return co_await connect(executor, net, tls, std::move(context), std::move(own));
+}
+
 }  // namespace detail
 
-/// Node's tls.connect(): a TCP connection as connect() makes it (`net`: host,
-/// port, timeouts, ...), then the TLS handshake, on the awaiting coroutine's
-/// executor. Completes once the handshake is done and the server is authorized.
-/// Throws what connect() throws; errc::invalid_argument when `tls` cannot be
-/// loaded (a missing file, a bad version name); ECONNRESET "Client network socket
-/// disconnected before secure TLS connection was established"; errc::tls_handshake
-/// with OpenSSL's reason ("wrong version number", "tlsv1 alert protocol version");
-/// errc::tls_unauthorized with Node's reason ("unable to verify the first
-/// certificate", "Hostname/IP does not match certificate's altnames: ...") unless
-/// reject_unauthorized is off; errc::timeout when handshake_timeout passes.
-/// Cancelled, it throws operation_aborted; nothing is left open.
+/// Node's tls.connect(): a connection as coronet::connect() makes it (`net`: host
+/// and port, or a Unix-domain path; timeouts, ...), then the TLS handshake, on the
+/// awaiting coroutine's executor. Completes once the handshake is done and the
+/// server is authorized. Throws what connect() throws; errc::invalid_argument when
+/// `tls` cannot be loaded (a missing file, a bad version name); ECONNRESET "Client
+/// network socket disconnected before secure TLS connection was established";
+/// errc::tls_handshake with OpenSSL's reason ("wrong version number", "tlsv1 alert
+/// protocol version"); errc::tls_unauthorized with Node's reason ("unable to
+/// verify the first certificate", "Hostname/IP does not match certificate's
+/// altnames: ...") unless reject_unauthorized is off; errc::timeout when
+/// handshake_timeout passes. Cancelled, it throws operation_aborted and closes
+/// the connection; no socket is handed out from an unauthorized peer.
+inline awaitable<Socket> connect(const ConnectOptions& net, const Options& tls = {}) {
+  return detail::connect_here(net, tls, detail::client_context(tls),
+                              detail::connect_strings(net, tls));
+}
+
+/// The same on an explicit executor, for a socket of a concrete executor type.
 template <typename Executor>
 awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOptions& net,
                                           const Options& tls = {}) {
-  detail::validate(tls);
-  auto context = tls.context ? tls.context->state() : Context(tls, false).state();
-  return detail::connect(std::move(executor), net, tls, std::move(context), std::string(net.host),
-                         std::string(net.local_address), std::string(tls.servername),
-                         std::string(tls.session));
-}
-
-namespace detail {
-inline awaitable<Socket> connect_here(ConnectOptions net, Options tls,
-                                      std::shared_ptr<context_state> context, std::string host,
-                                      std::string local_address, std::string servername,
-                                      std::string session) {
-  auto executor = co_await asio::this_coro::executor;
-  co_return co_await connect(executor, net, tls, std::move(context), std::move(host),
-                             std::move(local_address), std::move(servername), std::move(session));
-}
-}  // namespace detail
-
-/// @copydoc connect(Executor, const ConnectOptions&, const Options&)
-inline awaitable<Socket> connect(const ConnectOptions& net, const Options& tls = {}) {
-  detail::validate(tls);
-  auto context = tls.context ? tls.context->state() : Context(tls, false).state();
-  return detail::connect_here(net, tls, std::move(context), std::string(net.host),
-                              std::string(net.local_address), std::string(tls.servername),
-                              std::string(tls.session));
+  return detail::connect(std::move(executor), net, tls, detail::client_context(tls),
+                         detail::connect_strings(net, tls));
 }
 
 /// Node's tls.Server: a coronet::basic_server whose connections hand-shake before
@@ -587,8 +593,7 @@ class basic_server {
       if (e.code() == std::errc::operation_canceled) throw;
       co_return std::nullopt;
     }
-    std::optional<socket_type> socket =
-        tcp_server::adopt(*s, std::move(c.stream), c.remote, std::move(layer));
+    std::optional<socket_type> socket = tcp_server::adopt(*s, std::move(c), std::move(layer));
     tcp_server::start_dropping_if_full(s);
     co_return socket;
   }

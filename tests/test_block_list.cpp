@@ -438,11 +438,14 @@ TEST_CASE("connect() refuses a blocked address with Node's ERR_IP_BLOCKED and op
   test::run([]() -> coronet::awaitable<void> {
     Server server;
     const int port = co_await test::listen_loopback(server);
-    BlockList list;
-    list.add_subnet("127.0.0.0", 8);
     const int descriptors_before = test::open_descriptors();
-    auto e = co_await test::expect_error(
-        coronet::connect({.host = "127.0.0.1", .port = port, .block_list = &list}));
+    // The list only has to live until the call, as the options' strings do.
+    auto attempt = [port] {
+      BlockList list;
+      list.add_subnet("127.0.0.0", 8);
+      return coronet::connect({.host = "127.0.0.1", .port = port, .block_list = &list});
+    }();
+    auto e = co_await test::expect_error(std::move(attempt));
     CHECK(std::string(e.what()) == "IP(127.0.0.1) is blocked by net.BlockList");
     CHECK(e.code() == coronet::errc::ip_blocked);
     CHECK(test::open_descriptors() == descriptors_before);

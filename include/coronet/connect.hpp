@@ -351,6 +351,39 @@ awaitable<stream_socket<Executor>> connect_path(Executor executor, const Connect
   co_return socket;
 }
 
+/// The connection, before any socket exists (tls::connect() hand-shakes on it
+/// first). `o`'s strings and block list must outlive it: connect() keeps copies in
+/// its frame.
+template <typename Executor>
+awaitable<connected_stream<Executor>> open_connection(Executor executor, ConnectOptions o) {
+  validate(o);
+  const bool unix_domain = !o.path.empty();
+  tcp::endpoint connected;
+  std::optional<stream_socket<Executor>> socket;
+  if (unix_domain) {
+    socket.emplace(co_await within_timeout(executor, o, connect_path(executor, o), o.path));
+  } else {
+    socket.emplace(co_await connect_tcp(executor, o, connected));
+  }
+  co_return connected_stream<Executor>{std::move(*socket), connected, unix_domain};
+}
+
+/// What ConnectOptions ask of a socket once it exists.
+template <typename Executor>
+basic_socket<Executor> make_socket(connected_stream<Executor> c, const ConnectOptions& o,
+                                   std::unique_ptr<secure_layer> layer = nullptr) {
+  socket_settings settings{.unix_domain = c.unix_domain,
+                           .allow_half_open = o.allow_half_open,
+                           .paused = false,
+                           .high_water_mark = o.high_water_mark};
+  basic_socket<Executor> result(std::make_shared<socket_core<Executor>>(
+      std::move(c.stream), c.remote, settings, nullptr, std::move(layer)));
+  if (o.no_delay) result.set_no_delay(true);
+  if (o.keep_alive) result.set_keep_alive(true, o.keep_alive_initial_delay);
+  if (o.timeout.count() > 0) result.set_timeout(o.timeout);
+  return result;
+}
+
 /// The caller's BlockList handle, for the frame to keep: the caller's list may go.
 inline std::optional<BlockList> own_block_list(const ConnectOptions& o) {
   if (!o.block_list) return std::nullopt;
@@ -367,25 +400,7 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
   o.local_address = local_address;
   o.path = path;
   o.block_list = block_list ? &*block_list : nullptr;
-  validate(o);
-  const bool unix_domain = !o.path.empty();
-  tcp::endpoint connected;
-  std::optional<stream_socket<Executor>> socket;
-  if (unix_domain) {
-    socket.emplace(co_await within_timeout(executor, o, connect_path(executor, o), o.path));
-  } else {
-    socket.emplace(co_await connect_tcp(executor, o, connected));
-  }
-  socket_settings settings{.unix_domain = unix_domain,
-                           .allow_half_open = o.allow_half_open,
-                           .paused = false,
-                           .high_water_mark = o.high_water_mark};
-  basic_socket<Executor> result(
-      std::make_shared<socket_core<Executor>>(std::move(*socket), connected, settings, nullptr));
-  if (o.no_delay) result.set_no_delay(true);
-  if (o.keep_alive) result.set_keep_alive(true, o.keep_alive_initial_delay);
-  if (o.timeout.count() > 0) result.set_timeout(o.timeout);
-  co_return result;
+  co_return make_socket(co_await open_connection(executor, o), o);
 }
 
 template <typename Executor>

@@ -35,6 +35,11 @@
 
 namespace coronet {
 
+namespace tls {
+template <typename Executor>
+class basic_server;
+}
+
 /// Node's net.createServer() options, applied to every accepted socket.
 struct ServerOptions {
   /// false (Node's default): when the peer's FIN arrives, the socket ends its own side
@@ -292,6 +297,10 @@ class basic_server {
   }
 
  private:
+  // The TLS server accepts connections here and hand-shakes before they become sockets.
+  template <typename>
+  friend class tls::basic_server;
+
   using tcp = asio::ip::tcp;
   // One acceptor and socket type for both families (see detail::socket_core).
   using local_protocol = detail::local_protocol;
@@ -511,6 +520,17 @@ class basic_server {
   };
 
   static awaitable<socket_type> accept_on(state_ptr s) {
+    for (;;) {
+      auto connection = co_await accept_stream_on(s);
+      std::optional<socket_type> socket = adopt(*s, std::move(connection));
+      start_dropping_if_full(s);
+      if (socket) co_return std::move(*socket);
+    }
+  }
+
+  /// The next connection within max_connections, before it is a socket; what
+  /// accept() says of failures and cancellation holds here too.
+  static awaitable<detail::connected_stream<Executor>> accept_stream_on(state_ptr s) {
     if (!s->listening()) throw error(errc::server_not_running);
     waiting_in_accept waiting{*s};
     for (;;) {
@@ -542,30 +562,24 @@ class basic_server {
         drop(*s, peer, remote, s->on_blocked);
         continue;
       }
-      // A plain local, not one declared in the `if`: g++ 12 at -O2 mishandles a
-      // condition variable that a coroutine moves from in co_return (the server
-      // stopped accepting after its first connection).
-      std::optional<socket_type> socket = adopt(*s, std::move(peer), remote);
-      if (!socket) continue;
       waiting.stop();
-      start_dropping_if_full(s);
-      co_return std::move(*socket);
+      const tcp::endpoint ip_remote = s->unix_domain ? tcp::endpoint{} : detail::to_tcp(remote);
+      co_return detail::connected_stream<Executor>{std::move(peer), ip_remote, s->unix_domain};
     }
   }
 
   /// The accepted connection as a socket with the server's options, or nullopt
   /// when the kernel refuses one of them: that connection alone is closed (the
   /// socket's destructor does it), as Node ignores a failed setKeepAlive().
-  static std::optional<socket_type> adopt(state& s, stream_type peer,
-                                          const local_protocol::endpoint& remote) {
+  static std::optional<socket_type> adopt(state& s, detail::connected_stream<Executor> c,
+                                          std::unique_ptr<detail::secure_layer> layer = nullptr) {
     const ServerOptions& o = s.options;
-    const tcp::endpoint ip_remote = s.unix_domain ? tcp::endpoint{} : detail::to_tcp(remote);
     detail::socket_settings settings{.unix_domain = s.unix_domain,
                                      .allow_half_open = o.allow_half_open,
                                      .paused = o.pause_on_connect,
                                      .high_water_mark = o.high_water_mark};
-    auto core = std::make_shared<detail::socket_core<Executor>>(std::move(peer), ip_remote,
-                                                                settings, s.tracker);
+    auto core = std::make_shared<detail::socket_core<Executor>>(
+        std::move(c.stream), c.remote, settings, s.tracker, std::move(layer));
     s.tracker->link(*core);  // so that shutdown() can reach it
     socket_type socket(std::move(core));
     try {

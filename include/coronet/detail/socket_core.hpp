@@ -59,6 +59,7 @@
 #include "event.hpp"
 #include "reactor.hpp"
 #include "receive_buffer.hpp"
+#include "secure_layer.hpp"
 #include "write_queue.hpp"
 
 namespace coronet::detail {
@@ -102,9 +103,13 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   using frame = std::optional<std::string_view>;
 
   /// `remote` is the peer of a TCP connection (unused for a Unix-domain one).
+  /// `layer`, when given, moves the bytes (TLS, set up by coronet/tls.hpp); without
+  /// one the socket reads and writes the descriptor itself.
   socket_core(stream_socket socket, const endpoint& remote, const socket_settings& settings,
-              std::shared_ptr<connection_tracker> tracker)
+              std::shared_ptr<connection_tracker> tracker,
+              std::unique_ptr<secure_layer> layer = nullptr)
       : socket_(std::move(socket)),
+        layer_(std::move(layer)),
         remote_(remote),
         unix_domain_(settings.unix_domain),
         allow_half_open_(settings.allow_half_open),
@@ -148,7 +153,13 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
           continue;
         }
         if (self->drained_) {
-          co_await self->receive_small("read", cancel);
+          if (self->layer_) {
+            // A layer's bytes must come through it: the inline receive would take them raw.
+            co_await self->wait_readable("read", cancel);
+            self->drained_ = false;
+          } else {
+            co_await self->receive_small("read", cancel);
+          }
           continue;
         }
         std::error_code ec = self->receive_more();
@@ -492,6 +503,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   stream_socket& native() { return socket_; }
+  /// What TLS negotiated; nullptr on a plain socket.
+  const TlsInfo* tls() const { return layer_ ? &layer_->info() : nullptr; }
   Executor get_executor() { return socket_.get_executor(); }
 
  private:
@@ -551,6 +564,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     if (failure_ == asio::error::operation_aborted) {
       return error(failure_, std::string(op) + " aborted: the socket was destroyed");
     }
+    if (failure_.category() == coronet::category())
+      return error(failure_, std::string(op) + ": " + failure_.message());
     return syscall_error(op, failure_);
   }
 
@@ -559,7 +574,11 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     if (!failure_) failure_ = ec;
     close_descriptor();
     received_.release();
-    return syscall_error(op, ec);
+    if (ec.category() != coronet::category()) return syscall_error(op, ec);
+    // A layer's own failure (TLS): its words, and OpenSSL's when it has some.
+    std::string what = std::string(op) + ": " + ec.message();
+    if (layer_ && !layer_->error_detail().empty()) what += ": " + layer_->error_detail();
+    return error(ec, std::move(what));
   }
 
   // ---- cancellation and the cooperative budget
@@ -664,7 +683,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     std::error_code ec = receive(at, room, n);
     if (ec) return ec;
     received_.commit(n);
-    if (n > 0) drained_ = n < room;
+    // A short read drains the kernel, not a layer: it may hold more records.
+    if (n > 0) drained_ = !layer_ && n < room;
     return {};
   }
 
@@ -718,15 +738,19 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// One non-blocking recv(). n == 0 with no error means FIN (and records it).
   std::error_code receive(char* data, std::size_t size, std::size_t& n) {
-    ssize_t r;
-    do r = ::recv(socket_.native_handle(), data, size, 0);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      int e = errno;
-      if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
-      return {e, std::system_category()};
+    if (layer_) {
+      if (std::error_code ec = layer_->receive(data, size, n)) return ec;
+    } else {
+      ssize_t r;
+      do r = ::recv(socket_.native_handle(), data, size, 0);
+      while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
+        return {e, std::system_category()};
+      }
+      n = static_cast<std::size_t>(r);
     }
-    n = static_cast<std::size_t>(r);
     if (n == 0) {
       on_peer_end();
     } else {
@@ -819,6 +843,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// the next recv() reports); throws only when cancelled. Not a coroutine itself,
   /// so the single-threaded path costs Asio's one operation frame and no more.
   awaitable<void> readable() {
+    // TLS may have to write before it can read on (a key update's answer).
+    if (layer_ && layer_->blocked_on() == readiness::writable)
+      return socket_.async_wait(asio::socket_base::wait_write, asio::use_awaitable);
     // One thread runs the reactor (see reactor.hpp): wait for the edge our EAGAIN promised.
     if (single_threaded_reactor_)
       return socket_.async_wait(asio::socket_base::wait_read, asio::use_awaitable);
@@ -901,18 +928,24 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
       ++count;
     }
     if (count == 0) return {};
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = count;
-    ssize_t r;
-    do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      int e = errno;
-      if (e == EAGAIN || e == EWOULDBLOCK) return {};
-      return {e, std::system_category()};
+    if (layer_) {
+      std::error_code ec = layer_->send(iov, count, sent);
+      if (ec == asio::error::would_block) return {};
+      if (ec) return ec;
+    } else {
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = count;
+      ssize_t r;
+      do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+      while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) return {};
+        return {e, std::system_category()};
+      }
+      sent = static_cast<std::size_t>(r);
     }
-    sent = static_cast<std::size_t>(r);
     bytes_written_ += sent;
     note_activity();
     return {};
@@ -935,8 +968,15 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     end_requested_ = true;
     corked_ = 0;
     if (can_send_directly()) {
-      send_fin();
-      return 0;
+      std::error_code ec = layer_ ? layer_->shutdown_send() : std::error_code();
+      if (ec != asio::error::would_block) {
+        if (ec)
+          fail("end", ec);
+        else
+          send_fin();
+        return 0;
+      }
+      // TLS's close_notify found the kernel full: it leaves, then FIN, from the queue.
     }
     auto seq = queue_.push_end();
     ensure_flusher();
@@ -992,8 +1032,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
         break;
       }
       if (is_cancelled(cancel)) co_return false;
+      const bool needs_read = layer_ && layer_->blocked_on() == readiness::readable;
       auto [waited] = co_await socket_.async_wait(
-          asio::socket_base::wait_write, asio::experimental::as_tuple(asio::use_awaitable));
+          needs_read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
+          asio::experimental::as_tuple(asio::use_awaitable));
       (void)waited;  // our idle timer's cancel or the caller's: the loop decides
       if (is_cancelled(cancel) && !queue_.empty()) co_return false;
     }
@@ -1004,24 +1046,34 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// is queued. would_block when the kernel takes nothing now.
   std::error_code send_queued() {
     if (queue_.front_is_end()) {
+      if (layer_) {
+        if (std::error_code ec = layer_->shutdown_send()) return ec;  // close_notify first
+      }
       queue_.pop_end();
       send_fin();
       return {};
     }
     iovec iov[max_iov];
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = queue_.gather(iov, max_iov);
-    ssize_t r;
-    do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      int e = errno;
-      if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
-      return {e, std::system_category()};
+    const std::size_t count = queue_.gather(iov, max_iov);
+    std::size_t sent = 0;
+    if (layer_) {
+      if (std::error_code ec = layer_->send(iov, count, sent)) return ec;
+    } else {
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = count;
+      ssize_t r;
+      do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+      while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
+        return {e, std::system_category()};
+      }
+      sent = static_cast<std::size_t>(r);
     }
-    queue_.consume(static_cast<std::size_t>(r));
-    bytes_written_ += static_cast<std::size_t>(r);
+    queue_.consume(sent);
+    bytes_written_ += sent;
     note_activity();
     write_event_.notify_all();
     if (queue_.empty()) end_if_idle();  // the last queued reply left: idle now?
@@ -1152,6 +1204,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   static constexpr std::size_t max_iov = 64;
 
   stream_socket socket_;
+  std::unique_ptr<secure_layer> layer_;  // null for plain TCP and Unix: the descriptor moves bytes
   endpoint remote_;
   bool unix_domain_;
   std::optional<Address> local_;

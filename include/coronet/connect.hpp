@@ -246,7 +246,9 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
       stagger(executor);
   std::size_t next = 0;
   bool launch_now = true;
+  const auto cancel = co_await asio::this_coro::cancellation_state;
   while (!race->winner) {
+    if (cancel.cancelled() != asio::cancellation_type::none) throw cancelled_error("connect");
     if (next < targets.size() && (launch_now || race->running == 0)) {
       ++race->running;
       asio::co_spawn(executor, connect_attempt(race, targets[next++], o, executor), asio::detached);
@@ -275,7 +277,12 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
   o.host = host;
   o.local_address = local_address;
   validate(o);
-  auto targets = attempt_order(co_await resolve(executor, o), o);
+  // The system resolver cannot be interrupted: a cancellation during resolution
+  // is seen once it returns, before any descriptor is opened.
+  const auto cancel = co_await asio::this_coro::cancellation_state;
+  auto resolved = co_await resolve(executor, o);
+  if (cancel.cancelled() != asio::cancellation_type::none) throw cancelled_error("connect");
+  auto targets = attempt_order(resolved, o);
   if (targets.empty()) {
     throw error(make_error_code(errc::bad_address), "connect: no address of " +
                                                         std::string(o.host) +
@@ -289,9 +296,12 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
                                asio::wait_traits<std::chrono::steady_clock>, Executor>
         timer(executor);
     expire_after(timer, o.timeout);
+    // The timer's wait never throws: cancelled by our caller, it must not win `||`
+    // with Asio's bare error while connect_any() reports "connect cancelled".
     auto outcome = co_await (connect_any(executor, targets, o, connected) ||
-                             timer.async_wait(asio::use_awaitable));
+                             timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
     if (outcome.index() == 1) {
+      if (std::get<0>(std::get<1>(outcome))) throw cancelled_error("connect");
       throw error(make_error_code(errc::timeout),
                   "connect ETIMEDOUT " + std::string(o.host) + ":" + std::to_string(*o.port) +
                       " (no connection within " + std::to_string(o.timeout.count()) + " ms)");
@@ -300,6 +310,8 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
   } else {
     socket.emplace(co_await connect_any(executor, targets, o, connected));
   }
+  // Connected in the instant it was cancelled: closed, as if it never started.
+  if (cancel.cancelled() != asio::cancellation_type::none) throw cancelled_error("connect");
   socket_settings settings{
       .allow_half_open = o.allow_half_open, .paused = false, .high_water_mark = o.high_water_mark};
   basic_socket<Executor> result(
@@ -331,8 +343,11 @@ inline awaitable<Socket> connect_here(ConnectOptions o, std::string host,
 /// "getaddrinfo ENOTFOUND host"; "connect ECONNREFUSED 127.0.0.1:4000" (every
 /// attempt listed when several addresses were tried, code() of the first);
 /// errc::timeout when options.timeout passes.
-/// Cancelling it, or destroying the io_context while it waits, closes every attempt
-/// still connecting; nothing is left open or pointing at freed memory.
+/// Cancelled (`||`, a cancellation slot, a parent coroutine, coronet::timeout()), it
+/// throws operation_aborted ("connect cancelled") and closes every attempt, and a
+/// connection made in that instant: no descriptor is left. A host name being
+/// resolved is seen cancelled once the resolver returns. Destroying the io_context
+/// while it waits leaves nothing open or pointing at freed memory either.
 inline awaitable<Socket> connect(const ConnectOptions& options) {
   return detail::connect_here(options, std::string(options.host),
                               std::string(options.local_address));

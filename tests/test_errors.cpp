@@ -70,7 +70,7 @@ TEST_CASE("ports outside 0..65535 are refused before any system call, naming the
     CHECK(what(e) == "Port should be >= 0 and < 65536. Received -1.");
     e = co_await test::expect_error(coronet::connect(coronet::ConnectOptions{.host = "127.0.0.1"}));
     CHECK(e.code() == coronet::errc::invalid_argument);
-    CHECK(what(e) == "The \"options\" or \"port\" argument must be specified");
+    CHECK(what(e) == "The \"options\" or \"port\" or \"path\" argument must be specified");
     e = co_await test::expect_error(
         coronet::connect({.host = "127.0.0.1", .port = 80, .family = 5}));
     CHECK(e.code() == coronet::errc::bad_family);

@@ -10,23 +10,29 @@
 // check is written out here and Asio only converts text that already passed it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "config.hpp"
+#include "detail/unix_path.hpp"
 #include "error.hpp"
 
 namespace coronet {
 
-/// One end of a TCP connection, as Node's address() / remoteAddress report it:
+/// One end of a connection, as Node's address() / remoteAddress report it:
 /// `address` is the printed IP ("127.0.0.1", "::1", "::ffff:127.0.0.1"),
 /// `family` is Node's string "IPv4" or "IPv6", `port` the port in host order.
-/// A default-constructed Address (all empty) stands for Node's `{}`: not connected.
+/// A Unix-domain end is {path, "Unix", 0}, an abstract name written "@name"
+/// (Node gives the bare path string for a server and nothing for a socket).
+/// A default-constructed Address (all empty) stands for Node's `{}`: not connected,
+/// or the unnamed client end of a Unix-domain connection.
 struct Address {
-  std::string address{};   ///< the IP as printed ("::1"); empty when not connected
-  std::string family{};    ///< "IPv4" or "IPv6"; empty when not connected
+  std::string address{};   ///< the IP as printed ("::1"), or the socket's path
+  std::string family{};    ///< "IPv4", "IPv6" or "Unix"; empty when not connected
   std::uint16_t port = 0;  ///< the port in host byte order; 0 when not connected
 
   /// Equal when all three fields are.
@@ -155,6 +161,24 @@ inline std::optional<asio::ip::address> parse_ip(std::string_view text) {
 inline Address to_address(const asio::ip::tcp::endpoint& endpoint) {
   const auto ip = endpoint.address();
   return {ip.to_string(), ip.is_v4() ? "IPv4" : "IPv6", endpoint.port()};
+}
+
+/// A TCP endpoint that the kernel handed back as a generic one (accept(),
+/// getsockname() on a socket opened for either family).
+inline asio::ip::tcp::endpoint to_tcp(const local_protocol::endpoint& endpoint) {
+  asio::ip::tcp::endpoint ip;
+  std::memcpy(ip.data(), endpoint.data(), std::min(endpoint.size(), ip.capacity()));
+  ip.resize(std::min(endpoint.size(), ip.capacity()));
+  return ip;
+}
+
+/// Either kind of endpoint as an Address: an IP one as above, a Unix-domain one
+/// as {path, "Unix", 0}, or {} when it has no name.
+inline Address to_address(const local_protocol::endpoint& endpoint) {
+  if (endpoint.protocol().family() != AF_UNIX) return to_address(to_tcp(endpoint));
+  std::string path = unix_path(endpoint);
+  if (path.empty()) return {};
+  return {std::move(path), "Unix", 0};
 }
 
 /// "address:port" as Node writes it in error messages: no brackets around IPv6

@@ -30,9 +30,14 @@ namespace coronet {
 /// usually written: `co_await connect({.host = "example.org", .port = 80})`.)
 struct ConnectOptions {
   std::string_view host = "localhost";  ///< a name (resolved) or an IP literal (used as is)
-  /// 0..65535; required. Left out, connect() says so; out of range (-1 too), it
-  /// names the value as Node's ERR_SOCKET_BAD_PORT does.
+  /// 0..65535; required unless `path` is given. Left out, connect() says so; out of
+  /// range (-1 too), it names the value as Node's ERR_SOCKET_BAD_PORT does.
   std::optional<int> port{};
+  /// A Unix-domain socket to connect to instead (Node's IPC `path`): a file path or
+  /// an abstract "@name" / "\0name". With a path the TCP options (host, port,
+  /// local address and port, family, no_delay, keep_alive, lookup) are ignored, as
+  /// in Node; allow_half_open, timeout and high_water_mark apply.
+  std::string_view path{};
   std::string_view local_address{};  ///< source address to bind, an IP literal
   int local_port = 0;                ///< source port to bind; 0 lets the kernel pick
   int family = 0;                    ///< 0 (any), 4 or 6: which resolved addresses to try
@@ -66,9 +71,14 @@ namespace detail {
 using tcp = asio::ip::tcp;
 
 inline void validate(const ConnectOptions& o) {
+  if (o.timeout.count() < 0 || o.attempt_delay.count() < 0) {
+    throw error(make_error_code(errc::invalid_argument),
+                "options.timeout and options.attempt_delay must not be negative");
+  }
+  if (!o.path.empty()) return;  // the TCP options are ignored
   if (!o.port) {
     throw error(make_error_code(errc::invalid_argument),
-                "The \"options\" or \"port\" argument must be specified");
+                "The \"options\" or \"port\" or \"path\" argument must be specified");
   }
   checked_port(*o.port, "Port");
   checked_port(o.local_port, "options.localPort");
@@ -81,10 +91,6 @@ inline void validate(const ConnectOptions& o) {
     throw error(
         make_error_code(errc::bad_address),
         "Invalid IP address: options.localAddress is '" + std::string(o.local_address) + "'");
-  }
-  if (o.timeout.count() < 0 || o.attempt_delay.count() < 0) {
-    throw error(make_error_code(errc::invalid_argument),
-                "options.timeout and options.attempt_delay must not be negative");
   }
   checked_range("options.keep_alive_initial_delay", o.keep_alive_initial_delay.count(), 0,
                 Socket::max_keep_alive_delay.count(), "seconds");
@@ -269,14 +275,38 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
   co_return std::move(*race->winner);
 }
 
-/// The connection itself. `host` and `local_address` are this frame's own copies
-/// of the caller's strings: `o` is re-pointed at them before anything else.
 template <typename Executor>
-awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, std::string host,
-                                          std::string local_address) {
-  o.host = host;
-  o.local_address = local_address;
-  validate(o);
+using stream_socket = asio::basic_stream_socket<local_protocol, Executor>;
+
+/// Runs `attempt` within options.timeout (when one is set): past it, the attempt
+/// is cancelled (closing what it opened) and connect() throws errc::timeout.
+template <typename Executor, typename T>
+awaitable<T> within_timeout(Executor executor, const ConnectOptions& o, awaitable<T> attempt,
+                            std::string_view target) {
+  if (o.timeout.count() == 0) co_return co_await std::move(attempt);
+  using namespace asio::experimental::awaitable_operators;
+  asio::basic_waitable_timer<std::chrono::steady_clock,
+                             asio::wait_traits<std::chrono::steady_clock>, Executor>
+      timer(executor);
+  expire_after(timer, o.timeout);
+  // The timer's wait never throws: cancelled by our caller, it must not win `||`
+  // with Asio's bare error while the attempt reports "connect cancelled".
+  auto outcome = co_await (std::move(attempt) ||
+                           timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
+  if (outcome.index() == 1) {
+    if (std::get<0>(std::get<1>(outcome))) throw cancelled_error("connect");
+    throw error(make_error_code(errc::timeout), "connect ETIMEDOUT " + std::string(target) +
+                                                    " (no connection within " +
+                                                    std::to_string(o.timeout.count()) + " ms)");
+  }
+  co_return std::move(std::get<0>(outcome));
+}
+
+/// TCP: resolve, race the addresses, and hand the winner over as the generic
+/// stream socket every coronet socket is.
+template <typename Executor>
+awaitable<stream_socket<Executor>> connect_tcp(Executor executor, const ConnectOptions& o,
+                                               tcp::endpoint& connected) {
   // The system resolver cannot be interrupted: a cancellation during resolution
   // is seen once it returns, before any descriptor is opened.
   const auto cancel = co_await asio::this_coro::cancellation_state;
@@ -288,32 +318,55 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
                                                         std::string(o.host) +
                                                         " has the family of options.localAddress");
   }
+  const std::string target = std::string(o.host) + ":" + std::to_string(*o.port);
+  auto socket =
+      co_await within_timeout(executor, o, connect_any(executor, targets, o, connected), target);
+  const local_protocol protocol(connected.protocol());
+  co_return stream_socket<Executor>(executor, protocol, socket.release());
+}
+
+/// A Unix-domain socket: "connect ENOENT /run/app.sock" when nothing is there,
+/// ECONNREFUSED when the file is stale (nobody listens on it).
+template <typename Executor>
+awaitable<stream_socket<Executor>> connect_path(Executor executor, const ConnectOptions& o) {
+  const auto where = unix_endpoint(o.path, "connect");
+  stream_socket<Executor> socket(executor);
+  std::error_code ec;
+  socket.open(where.protocol(), ec);
+  if (!ec) {
+    auto [e] =
+        co_await socket.async_connect(where, asio::experimental::as_tuple(asio::use_awaitable));
+    ec = e;
+  }
+  if (ec == asio::error::operation_aborted) throw cancelled_error("connect");
+  if (ec) throw syscall_error("connect", ec, o.path);
+  co_return socket;
+}
+
+/// The connection itself. `host`, `local_address` and `path` are this frame's own
+/// copies of the caller's strings: `o` is re-pointed at them before anything else.
+template <typename Executor>
+awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, std::string host,
+                                          std::string local_address, std::string path) {
+  o.host = host;
+  o.local_address = local_address;
+  o.path = path;
+  validate(o);
+  const auto cancel = co_await asio::this_coro::cancellation_state;
+  const bool unix_domain = !o.path.empty();
   tcp::endpoint connected;
-  std::optional<asio::basic_stream_socket<tcp, Executor>> socket;
-  if (o.timeout.count() > 0) {
-    using namespace asio::experimental::awaitable_operators;
-    asio::basic_waitable_timer<std::chrono::steady_clock,
-                               asio::wait_traits<std::chrono::steady_clock>, Executor>
-        timer(executor);
-    expire_after(timer, o.timeout);
-    // The timer's wait never throws: cancelled by our caller, it must not win `||`
-    // with Asio's bare error while connect_any() reports "connect cancelled".
-    auto outcome = co_await (connect_any(executor, targets, o, connected) ||
-                             timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
-    if (outcome.index() == 1) {
-      if (std::get<0>(std::get<1>(outcome))) throw cancelled_error("connect");
-      throw error(make_error_code(errc::timeout),
-                  "connect ETIMEDOUT " + std::string(o.host) + ":" + std::to_string(*o.port) +
-                      " (no connection within " + std::to_string(o.timeout.count()) + " ms)");
-    }
-    socket.emplace(std::move(std::get<0>(outcome)));
+  std::optional<stream_socket<Executor>> socket;
+  if (unix_domain) {
+    socket.emplace(co_await within_timeout(executor, o, connect_path(executor, o), o.path));
   } else {
-    socket.emplace(co_await connect_any(executor, targets, o, connected));
+    socket.emplace(co_await connect_tcp(executor, o, connected));
   }
   // Connected in the instant it was cancelled: closed, as if it never started.
   if (cancel.cancelled() != asio::cancellation_type::none) throw cancelled_error("connect");
-  socket_settings settings{
-      .allow_half_open = o.allow_half_open, .paused = false, .high_water_mark = o.high_water_mark};
+  socket_settings settings{.unix_domain = unix_domain,
+                           .allow_half_open = o.allow_half_open,
+                           .paused = false,
+                           .high_water_mark = o.high_water_mark};
   basic_socket<Executor> result(
       std::make_shared<socket_core<Executor>>(std::move(*socket), connected, settings, nullptr));
   if (o.no_delay) result.set_no_delay(true);
@@ -324,25 +377,30 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
 
 template <typename Executor>
 awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOptions& o) {
-  return connect(std::move(executor), o, std::string(o.host), std::string(o.local_address));
+  return connect(std::move(executor), o, std::string(o.host), std::string(o.local_address),
+                 std::string(o.path));
 }
 
-inline awaitable<Socket> connect_here(ConnectOptions o, std::string host,
-                                      std::string local_address) {
+inline awaitable<Socket> connect_here(ConnectOptions o, std::string host, std::string local_address,
+                                      std::string path) {
   auto executor = co_await asio::this_coro::executor;
-  co_return co_await connect(executor, o, std::move(host), std::move(local_address));
+  co_return co_await connect(executor, o, std::move(host), std::move(local_address),
+                             std::move(path));
 }
 
 }  // namespace detail
 
-/// Opens a TCP connection on the awaiting coroutine's executor.
+/// Opens a TCP connection, or a Unix-domain one with options.path, on the awaiting
+/// coroutine's executor.
 /// Completes once connected. Throws coronet::error: before any system call, a
 /// missing port (errc::invalid_argument), a port outside 0..65535 (errc::bad_port,
 /// "Port should be >= 0 and < 65536. Received -1."), a bad family or local address,
 /// a keep_alive_initial_delay outside 0..32767 s (errc::out_of_range); then
 /// "getaddrinfo ENOTFOUND host"; "connect ECONNREFUSED 127.0.0.1:4000" (every
 /// attempt listed when several addresses were tried, code() of the first);
-/// errc::timeout when options.timeout passes.
+/// errc::timeout when options.timeout passes; with a path, "connect ENOENT
+/// /run/app.sock" (no such file), ECONNREFUSED (a stale file nobody listens on),
+/// "connect ENAMETOOLONG" past 107 bytes.
 /// Cancelled (`||`, a cancellation slot, a parent coroutine, coronet::timeout()), it
 /// throws operation_aborted ("connect cancelled") and closes every attempt, and a
 /// connection made in that instant: no descriptor is left. A host name being
@@ -350,7 +408,7 @@ inline awaitable<Socket> connect_here(ConnectOptions o, std::string host,
 /// while it waits leaves nothing open or pointing at freed memory either.
 inline awaitable<Socket> connect(const ConnectOptions& options) {
   return detail::connect_here(options, std::string(options.host),
-                              std::string(options.local_address));
+                              std::string(options.local_address), std::string(options.path));
 }
 
 /// connect({.host = host, .port = port}).

@@ -1,13 +1,19 @@
-// coronet/server.hpp - a listening TCP server: Node's net.Server as co_await-able calls.
+// coronet/server.hpp - a listening server, TCP or Unix-domain: Node's net.Server as
+// co_await-able calls.
 //
 //     coronet::Server server{{.allow_half_open = true}};
 //     co_await server.listen(3000);                      // host "::", dual-stack
+//     co_await server.listen({.path = "/run/app.sock"}); // or a Unix-domain socket
 //     co_await server.serve(session);                    // a coroutine per connection
 //
 // The server is a handle to state that its sockets share, so a socket may outlive
 // the Server object and wait_closed() still counts it.
 #pragma once
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <concepts>
@@ -55,15 +61,31 @@ struct DropInfo {
   Address remote{};  ///< the client's end
 };
 
+/// What server.shutdown() did with the connections that were open when it began.
+struct ShutdownResult {
+  /// Ended without being cut: idle ones it ended at once, and the ones that finished
+  /// their exchange (or closed on their own) within the grace period.
+  std::size_t graceful = 0;
+  /// Still open when the grace period ran out: destroyed.
+  std::size_t cut = 0;
+};
+
 /// Node's server.listen() options. Like every coronet options struct it is
-/// trivially destructible (see ConnectOptions): `host` is a view that listen()
-/// copies before it returns its awaitable.
+/// trivially destructible (see ConnectOptions): `host` and `path` are views that
+/// listen() copies before it returns its awaitable.
 struct ListenOptions {
   int port = 0;             ///< 0..65535; 0 lets the kernel pick (see address())
   std::string_view host{};  ///< empty: "::" dual-stack, else "0.0.0.0"; a name is resolved
   int backlog = 511;        ///< Node's default; the kernel caps it at somaxconn
   bool ipv6_only = false;   ///< on "::", refuse IPv4 clients (IPV6_V6ONLY)
   bool reuse_port = false;  ///< SO_REUSEPORT: several servers (one per core) share the port
+  /// A Unix-domain socket instead of TCP (Node's IPC `path`): a file path, or an
+  /// abstract name written "@name" or "\0name" (Linux; no file). At most 107 bytes.
+  /// With a path, port and host must be left out. An existing file is not replaced:
+  /// listen() throws EADDRINUSE, as Node does (see docs/guide.md for stale files).
+  std::string_view path{};
+  bool readable_all = false;  ///< with a file path: make the socket readable for all users
+  bool writable_all = false;  ///< ... and writable (connecting needs write permission)
 };
 static_assert(std::is_trivially_destructible_v<ListenOptions>);
 static_assert(std::is_trivially_destructible_v<ServerOptions>);
@@ -77,7 +99,7 @@ concept connection_handler =
     std::copy_constructible<Handler> && std::invocable<Handler&, SocketType> &&
     std::same_as<std::invoke_result_t<Handler&, SocketType>, awaitable<void>>;
 
-/// A TCP server, Node's net.Server, whose acceptor and sockets use `Executor`
+/// A TCP or Unix-domain server, Node's net.Server, whose acceptor and sockets use `Executor`
 /// (Server is the usual one, on asio::any_io_executor). A move-only handle;
 /// the sockets it accepted may outlive it.
 template <typename Executor = asio::any_io_executor>
@@ -109,18 +131,25 @@ class basic_server {
   /// server accepts connections; address() then reports the port. Throws
   /// coronet::error: a port outside 0..65535 (before any system call);
   /// "listen EADDRINUSE: address already in use 127.0.0.1:3000"; a host that does
-  /// not resolve; errc::server_already_listening when listening. Cancelled while
-  /// it resolves a host name, it binds nothing.
+  /// not resolve; errc::server_already_listening when listening. With a path:
+  /// "listen EADDRINUSE: address already in use /run/app.sock" when the file
+  /// exists, "listen ENAMETOOLONG" past 107 bytes, errc::invalid_argument for a
+  /// path with a port or host. Cancelled while it resolves a host name, it binds
+  /// nothing.
   awaitable<void> listen(int port = 0, std::string_view host = {}, int backlog = 511) {
     return listen(ListenOptions{.port = port, .host = host, .backlog = backlog});
   }
   awaitable<void> listen(const ListenOptions& options) {
-    return listen_here(state_, options, std::string(options.host));
+    return listen_here(state_, options, std::string(options.host), std::string(options.path));
   }
   ///@}
   /// The same without a coroutine, on an explicit executor (a host name is
   /// resolved synchronously). Handy in main() before io_context::run().
   void listen(const executor_type& executor, const ListenOptions& options) {
+    if (!options.path.empty()) {
+      check_can_listen(*state_, options);
+      return bind_and_listen_unix(*state_, executor, options);
+    }
     bind_and_listen(*state_, executor, options, resolve_now(executor, options));
   }
 
@@ -183,14 +212,37 @@ class basic_server {
     state_->on_drop = std::move(handler);
   }
 
-  /// Stops accepting at once; accepted sockets stay open. Throws
-  /// errc::server_not_running when not listening (Node's ERR_SERVER_NOT_RUNNING).
+  /// Stops accepting at once; accepted sockets stay open. A Unix-domain server
+  /// removes its socket file, as Node does. Throws errc::server_not_running when
+  /// not listening (Node's ERR_SERVER_NOT_RUNNING).
   void close() {
     if (!listening()) throw error(errc::server_not_running);
     std::error_code ignored;
     state_->acceptor->close(ignored);
     state_->held.reset();  // as the kernel drops its backlog
+    if (!state_->socket_file.empty()) ::unlink(std::exchange(state_->socket_file, {}).c_str());
     state_->tracker->notify();
+  }
+
+  /// Graceful shutdown in one call (Python's Server.close_clients() then
+  /// abort_clients(), with Node http's closeIdleConnections() in between):
+  ///  - stops accepting at once (as close() does, and no error if already closed);
+  ///  - ends every idle connection at once: one whose handler waits in a read with
+  ///    nothing received and unread and nothing queued to write. We send FIN and
+  ///    that read returns the end of the stream (nullopt, or 0 from read_some()),
+  ///    as if the client had ended, so a handler's read loop finishes normally;
+  ///  - lets every other connection finish its exchange (a partial frame, a reply
+  ///    being written or computed) and ends it the moment it goes idle;
+  ///  - after `grace`, destroys what is still open (pending operations fail with
+  ///    operation_aborted, as after destroy()).
+  /// Completes when every connection has closed, at the latest when `grace` runs
+  /// out, with how many ended gracefully and how many were cut; wait_closed() is
+  /// then complete too. Connections that close on their own count as graceful.
+  /// Throws nothing but its cancellation: cancelled, it throws operation_aborted
+  /// ("shutdown cancelled"); the server stays closed, nothing is destroyed, and the
+  /// connections still open stay marked, so each still ends when it goes idle.
+  awaitable<ShutdownResult> shutdown(std::chrono::milliseconds grace) {
+    return shutdown_on(state_, grace);
   }
 
   /// Completes once the server is closed and every socket it accepted has closed
@@ -206,7 +258,8 @@ class basic_server {
     }
   }
 
-  /// Where it listens ({"::", "IPv6", 3000}); nullopt when not listening.
+  /// Where it listens ({"::", "IPv6", 3000}, or {path, "Unix", 0}); nullopt when
+  /// not listening.
   std::optional<Address> address() const {
     if (!listening()) return std::nullopt;
     std::error_code ec;
@@ -231,9 +284,10 @@ class basic_server {
 
  private:
   using tcp = asio::ip::tcp;
-  using acceptor_type = asio::basic_socket_acceptor<tcp, Executor>;
-
-  using stream_type = asio::basic_stream_socket<tcp, Executor>;
+  // One acceptor and socket type for both families (see detail::socket_core).
+  using local_protocol = detail::local_protocol;
+  using acceptor_type = asio::basic_socket_acceptor<local_protocol, Executor>;
+  using stream_type = asio::basic_stream_socket<local_protocol, Executor>;
 
   struct state {
     explicit state(ServerOptions o) : options(o) {}
@@ -243,9 +297,11 @@ class basic_server {
     std::function<void(const DropInfo&)> on_drop;
     std::size_t accepting = 0;  // accept() calls waiting: they drop over-limit connections
     bool dropping = false;      // drop_while_full() runs: nobody else need start it
+    bool unix_domain = false;   // listening on a path
+    std::string socket_file;    // the file listen() created, removed by close()
     /// A connection accepted in the instant its accept() was cancelled: the next
     /// accept() takes it, as it would have taken it from the backlog.
-    std::optional<std::pair<stream_type, tcp::endpoint>> held;
+    std::optional<std::pair<stream_type, local_protocol::endpoint>> held;
     bool listening() const { return acceptor && acceptor->is_open(); }
     executor_type executor() { return acceptor->get_executor(); }
   };
@@ -264,13 +320,32 @@ class basic_server {
     if (s.listening()) throw error(errc::server_already_listening);
     detail::checked_port(o.port, "options.port");
     if (o.backlog < 0) throw error(errc::invalid_argument, ": backlog must not be negative");
+    if (o.path.empty()) return;
+    if (o.port != 0 || !o.host.empty()) {
+      throw error(errc::invalid_argument,
+                  ": options.path names a Unix-domain socket; leave out options.port and "
+                  "options.host");
+    }
+    if (detail::is_abstract(o.path) && (o.readable_all || o.writable_all)) {
+      throw error(errc::invalid_argument,
+                  ": options.readable_all and options.writable_all need a file path; an abstract "
+                  "socket (\"" +
+                      std::string(o.path) + "\") has no file to set permissions on");
+    }
   }
 
-  /// The coroutine behind listen(): `host` is this frame's copy of the caller's view.
-  static awaitable<void> listen_here(state_ptr s, ListenOptions o, std::string host) {
+  /// The coroutine behind listen(): `host` and `path` are this frame's copies of
+  /// the caller's views.
+  static awaitable<void> listen_here(state_ptr s, ListenOptions o, std::string host,
+                                     std::string path) {
     o.host = host;
+    o.path = path;
     auto executor = co_await asio::this_coro::executor;
     check_can_listen(*s, o);
+    if (!o.path.empty()) {
+      bind_and_listen_unix(*s, own_executor(executor), o);
+      co_return;
+    }
     bind_target target = literal_target(o);
     if (!target && !o.host.empty()) {
       asio::ip::tcp::resolver resolver(executor);
@@ -345,15 +420,52 @@ class basic_server {
       }
     }
     if (ec) throw detail::syscall_error("listen", ec, detail::host_port(where), true);
+    became_listening(s, std::move(acceptor), executor, false);
+  }
+
+  static void became_listening(state& s, acceptor_type acceptor, const executor_type& executor,
+                               bool unix_domain) {
     s.acceptor.emplace(std::move(acceptor));
+    s.unix_domain = unix_domain;
     if (!s.tracker) s.tracker = std::make_shared<detail::connection_tracker>(executor);
   }
 
-  static std::error_code open_bind_listen(acceptor_type& acceptor, const tcp::endpoint& where,
+  /// listen() on a path. bind() creates the socket file (EADDRINUSE when one is
+  /// there already, stale or not: Node does not remove it either), then the
+  /// permissions Node's readableAll/writableAll add.
+  static void bind_and_listen_unix(state& s, const executor_type& executor,
+                                   const ListenOptions& o) {
+    const auto where = detail::unix_endpoint(o.path, "listen");
+    acceptor_type acceptor(executor);
+    std::error_code ec;
+    if (!acceptor.open(where.protocol(), ec) && !acceptor.bind(where, ec)) {
+      const bool file = !detail::is_abstract(o.path);
+      if (file) s.socket_file = std::string(o.path);
+      if (file && (o.readable_all || o.writable_all)) ec = grant_access(o);
+      if (!ec) acceptor.listen(o.backlog, ec);
+      if (ec && file) ::unlink(std::exchange(s.socket_file, {}).c_str());
+    }
+    if (ec) throw detail::syscall_error("listen", ec, std::string(o.path), true);
+    became_listening(s, std::move(acceptor), executor, true);
+  }
+
+  static std::error_code grant_access(const ListenOptions& o) {
+    const std::string file(o.path);
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) return {errno, std::system_category()};
+    mode_t mode = st.st_mode & 07777;
+    if (o.readable_all) mode |= S_IRUSR | S_IRGRP | S_IROTH;
+    if (o.writable_all) mode |= S_IWUSR | S_IWGRP | S_IWOTH;
+    if (::chmod(file.c_str(), mode) != 0) return {errno, std::system_category()};
+    return {};
+  }
+
+  static std::error_code open_bind_listen(acceptor_type& acceptor, const tcp::endpoint& ip_where,
                                           const ListenOptions& o) {
     std::error_code ec;
     std::error_code ignored;
     acceptor.close(ignored);
+    const local_protocol::endpoint where(ip_where);
     if (acceptor.open(where.protocol(), ec)) return ec;
     if (acceptor.set_option(asio::socket_base::reuse_address(true), ec)) return ec;
     if (o.reuse_port) {
@@ -362,7 +474,7 @@ class basic_server {
         return {errno, std::system_category()};
       }
     }
-    if (where.address().is_v6() && where.address().is_unspecified()) {
+    if (ip_where.address().is_v6() && ip_where.address().is_unspecified()) {
       acceptor.set_option(asio::ip::v6_only(o.ipv6_only), ec);
       if (ec) return ec;
     }
@@ -397,7 +509,7 @@ class basic_server {
     waiting_in_accept waiting{*s};
     const auto cancel = co_await asio::this_coro::cancellation_state;
     for (;;) {
-      tcp::endpoint remote;
+      local_protocol::endpoint remote;
       stream_type peer(s->executor());
       std::error_code ec;
       if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
@@ -415,6 +527,13 @@ class basic_server {
       }
       if (ec == asio::error::operation_aborted && !s->listening()) {
         throw error(ec, "accept aborted: the server was closed");
+      }
+      if (!ec && !s->listening()) {
+        // The accept completed in the same turn as close() or shutdown(): no
+        // connection is handed out after that (shutdown() has counted its own).
+        std::error_code ignored;
+        peer.close(ignored);
+        throw error(asio::error::operation_aborted, "accept aborted: the server was closed");
       }
       if (is_cancelled(cancel)) {
         if (!ec) s->held.emplace(std::move(peer), remote);
@@ -444,13 +563,18 @@ class basic_server {
   /// The accepted connection as a socket with the server's options, or nullopt
   /// when the kernel refuses one of them: that connection alone is closed (the
   /// socket's destructor does it), as Node ignores a failed setKeepAlive().
-  static std::optional<socket_type> adopt(state& s, stream_type peer, const tcp::endpoint& remote) {
+  static std::optional<socket_type> adopt(state& s, stream_type peer,
+                                          const local_protocol::endpoint& remote) {
     const ServerOptions& o = s.options;
-    detail::socket_settings settings{.allow_half_open = o.allow_half_open,
+    const tcp::endpoint ip_remote = s.unix_domain ? tcp::endpoint{} : detail::to_tcp(remote);
+    detail::socket_settings settings{.unix_domain = s.unix_domain,
+                                     .allow_half_open = o.allow_half_open,
                                      .paused = o.pause_on_connect,
                                      .high_water_mark = o.high_water_mark};
-    socket_type socket(std::make_shared<detail::socket_core<Executor>>(std::move(peer), remote,
-                                                                       settings, s.tracker));
+    auto core = std::make_shared<detail::socket_core<Executor>>(std::move(peer), ip_remote,
+                                                                settings, s.tracker);
+    s.tracker->link(*core);  // so that shutdown() can reach it
+    socket_type socket(std::move(core));
     try {
       if (o.no_delay) socket.set_no_delay(true);
       if (o.keep_alive) socket.set_keep_alive(true, o.keep_alive_initial_delay);
@@ -513,7 +637,7 @@ class basic_server {
       if (waited || !should_drop(*s)) continue;
       std::error_code ec;
       s->acceptor->non_blocking(true, ec);  // another accept may have taken it: no blocking
-      tcp::endpoint remote;
+      local_protocol::endpoint remote;
       stream_type peer(s->executor());
       if (!ec) s->acceptor->accept(peer, remote, ec);
       if (!ec) {
@@ -530,12 +654,11 @@ class basic_server {
 
   /// Closes a connection beyond max_connections: the client sees its connect
   /// succeed, then FIN, with no data, as with Node.
-  static void drop(state& s, asio::basic_stream_socket<tcp, Executor>& peer,
-                   const tcp::endpoint& remote) {
+  static void drop(state& s, stream_type& peer, const local_protocol::endpoint& remote) {
     DropInfo info;
     std::error_code ec;
     if (auto local = peer.local_endpoint(ec); !ec) info.local = detail::to_address(local);
-    info.remote = detail::to_address(remote);
+    if (!s.unix_domain) info.remote = detail::to_address(remote);
     peer.close(ec);
     if (s.on_drop) s.on_drop(info);
   }
@@ -550,6 +673,58 @@ class basic_server {
   static awaitable<void> pause_accepting(state_ptr s) {
     asio::steady_timer timer(s->executor(), std::chrono::milliseconds(50));
     co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+  }
+
+  using core_type = detail::socket_core<Executor>;
+
+  static awaitable<ShutdownResult> shutdown_on(state_ptr s, std::chrono::milliseconds grace) {
+    if (s->listening()) {
+      std::error_code ignored;
+      s->acceptor->close(ignored);
+    }
+    s->held.reset();  // as the kernel drops its backlog
+    ShutdownResult result;
+    if (!s->tracker) co_return result;  // it never listened: no connections
+    const auto open = s->tracker->linked();
+    for (auto* connection : open) {
+      if (auto core = locked(connection)) core->end_when_idle();
+    }
+    s->tracker->notify();  // wait_closed() may be done already
+    if (co_await wait_for_all_closed(s->tracker, grace)) {
+      for (auto* connection : s->tracker->linked()) {
+        if (auto core = locked(connection)) {
+          core->destroy();
+          ++result.cut;
+        }
+      }
+    }
+    result.graceful = open.size() - result.cut;
+    co_return result;
+  }
+
+  /// The socket a list entry belongs to (every socket the tracker links is ours).
+  static std::shared_ptr<core_type> locked(detail::tracked_connection* connection) {
+    return static_cast<core_type*>(connection)->weak_from_this().lock();
+  }
+
+  /// Waits until the server has no open connection (false) or `grace` has passed
+  /// with some still open (true). Throws operation_aborted when cancelled.
+  static awaitable<bool> wait_for_all_closed(std::shared_ptr<detail::connection_tracker> tracker,
+                                             std::chrono::milliseconds grace) {
+    using clock = std::chrono::steady_clock;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    timer.expires_at(detail::saturating_add<clock>(
+        clock::now(), std::max(grace, std::chrono::milliseconds::zero())));
+    timer.async_wait([tracker](std::error_code ec) {
+      if (!ec) tracker->notify();
+    });
+    while (tracker->count() > 0 && clock::now() < timer.expiry()) {
+      if (cancel.cancelled() != asio::cancellation_type::none ||
+          !co_await tracker->wait_for_change())
+        throw error(asio::error::operation_aborted, "shutdown cancelled");
+    }
+    co_return tracker->count() > 0;
   }
 
   template <typename Handler>

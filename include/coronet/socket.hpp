@@ -1,4 +1,5 @@
-// coronet/socket.hpp - a connected TCP socket: Node's net.Socket as co_await-able calls.
+// coronet/socket.hpp - a connected socket, TCP or Unix-domain: Node's net.Socket as
+// co_await-able calls.
 //
 //     while (auto chunk = co_await socket.read())   // nullopt once the peer sent FIN
 //       co_await socket.write(*chunk);              // waits while the kernel is full
@@ -35,7 +36,7 @@
 
 namespace coronet {
 
-/// A connected TCP socket, Node's net.Socket, whose I/O runs on `Executor`
+/// A connected TCP or Unix-domain socket, Node's net.Socket, whose I/O runs on `Executor`
 /// (Socket is the usual one, on asio::any_io_executor). A move-only handle:
 /// dropping it destroys the connection as destroy() does, so end() first for a
 /// graceful close.
@@ -46,8 +47,9 @@ class basic_socket {
  public:
   /// The executor type its I/O runs on.
   using executor_type = Executor;
-  /// The Asio socket type that native() returns.
-  using native_socket_type = asio::basic_stream_socket<asio::ip::tcp, Executor>;
+  /// The Asio socket type that native() returns: a generic stream socket, since
+  /// the same type carries TCP and Unix-domain connections.
+  using native_socket_type = asio::basic_stream_socket<asio::generic::stream_protocol, Executor>;
 
   /// A socket with no connection; every operation on it throws errc::not_connected.
   basic_socket() = default;
@@ -231,7 +233,13 @@ class basic_socket {
     if (core_) core_->destroy();
   }
   /// Closes with RST instead of FIN; the peer sees ECONNRESET (Node's resetAndDestroy).
+  /// A Unix-domain socket has no RST: errc::invalid_argument, as Node's
+  /// ERR_INVALID_HANDLE_TYPE, and the socket stays as it was.
   void reset_and_destroy() {
+    if (core_ && core_->unix_domain()) {
+      throw error(errc::invalid_argument,
+                  ": reset_and_destroy() needs a TCP socket (a Unix-domain socket has no RST)");
+    }
     if (core_) core_->reset_and_destroy();
   }
 
@@ -306,6 +314,8 @@ class basic_socket {
   std::chrono::milliseconds timeout() const { return core()->timeout(); }
 
   /// TCP_NODELAY: small writes leave at once instead of waiting to be coalesced.
+  /// This and the keep-alive and user-timeout setters do nothing on a Unix-domain
+  /// socket (Node's on a pipe neither); out-of-range values are refused all the same.
   basic_socket& set_no_delay(bool enable = true) {
     set_int_option(IPPROTO_TCP, TCP_NODELAY, enable ? 1 : 0);
     return *this;
@@ -385,12 +395,11 @@ class basic_socket {
   /// Bytes queued and not yet taken by the kernel (Node's writableLength).
   std::size_t writable_length() const { return core_ ? core_->writable_length() : 0; }
 
-  /// The local end, as Node's socket.address(); empty fields when unknown.
-  Address address() const {
-    if (!core_) return {};
-    auto ep = core_->local_endpoint();
-    return ep ? detail::to_address(*ep) : Address{};
-  }
+  /// The local end, as Node's socket.address(); empty fields when unknown. On a
+  /// Unix-domain socket: {path, "Unix", 0} for the server's end, {} for the client's.
+  Address address() const { return core_ ? core_->local_address() : Address{}; }
+  /// True for a Unix-domain connection (listen()/connect() with a path).
+  bool is_unix_domain() const { return core_ && core_->unix_domain(); }
   ///@{
   /// One field of address() (Node's localAddress, localFamily, localPort).
   std::string local_address() const { return address().address; }
@@ -399,9 +408,8 @@ class basic_socket {
   ///@}
 
   /// The peer, known from connect or accept, so it still answers after close.
-  Address remote() const {
-    return core_ ? detail::to_address(core_->remote_endpoint()) : Address{};
-  }
+  /// {} on a Unix-domain socket (Node's remoteAddress is undefined there).
+  Address remote() const { return core_ ? core_->remote_address() : Address{}; }
   ///@{
   /// One field of remote() (Node's remoteAddress, remoteFamily, remotePort).
   std::string remote_address() const { return remote().address; }
@@ -430,6 +438,8 @@ class basic_socket {
   void set_int_option(int level, int name, int value) {
     auto& c = core();
     if (c->destroyed()) return;  // as in Node, setters on a closed socket are harmless
+    // Node's setNoDelay()/setKeepAlive() do nothing on a pipe: there is no TCP below.
+    if (c->unix_domain() && (level == IPPROTO_TCP || name == SO_KEEPALIVE)) return;
     if (::setsockopt(c->native().native_handle(), level, name, &value, sizeof value) != 0) {
       throw detail::syscall_error("setsockopt", {errno, std::system_category()});
     }

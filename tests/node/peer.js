@@ -1,7 +1,8 @@
 // The Node.js side of tests/test_node_peer.cpp: a net client or server doing one
 // scripted exchange with coronet, printing what it saw, one fact per line.
-//   node peer.js server echo|end-first           prints "listening PORT" first
-//   node peer.js client PORT half-close|bulk|send-and-wait
+//   node peer.js server echo|end-first [PATH]    prints "listening PORT" (or PATH) first
+//   node peer.js client PORT|PATH half-close|bulk|send-and-wait
+// A PATH (anything not a number) is a Unix-domain socket.
 'use strict';
 const net = require('net');
 const crypto = require('crypto');
@@ -27,11 +28,12 @@ if (role === 'server') {
     }
     socket.on('close', () => { say('closed'); server.close(); });
   });
-  server.listen(0, '127.0.0.1', () => say('listening ' + server.address().port));
+  if (b) server.listen(b, () => say('listening ' + server.address()));
+  else server.listen(0, '127.0.0.1', () => say('listening ' + server.address().port));
 } else {
-  const port = Number(a);
+  const target = Number.isNaN(Number(a)) ? { path: a } : { port: Number(a), host: '127.0.0.1' };
   const mode = b;
-  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const socket = net.connect({ ...target, allowHalfOpen: true });
   const chunks = [];
   socket.on('data', (d) => chunks.push(d));
   socket.on('end', () => {

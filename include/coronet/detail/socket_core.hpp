@@ -1,5 +1,5 @@
-// coronet/detail/socket_core.hpp - one connected TCP socket: its state machine,
-// its read side and its write queue, in one place.
+// coronet/detail/socket_core.hpp - one connected stream socket (TCP or Unix-domain):
+// its state machine, its read side and its write queue, in one place.
 //
 // The public basic_socket is a handle to this object. Every operation in flight
 // holds a shared_ptr to it, so moving or dropping the handle while a read or a
@@ -65,6 +65,7 @@ namespace coronet::detail {
 
 /// What a socket is told when it is created (by connect() or by a server's accept).
 struct socket_settings {
+  bool unix_domain = false;  // a Unix-domain connection: no TCP options, no remote address
   bool allow_half_open = false;
   bool paused = false;
   std::size_t high_water_mark = 64 * 1024;
@@ -89,18 +90,23 @@ typename Clock::time_point saturating_add(typename Clock::time_point at,
 }
 
 template <typename Executor>
-class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
+class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
+                    public tracked_connection {
  public:
-  using tcp_socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
+  /// One socket type for TCP and Unix-domain connections: the byte moving is the
+  /// same, and only options and addresses differ (settings.unix_domain says which).
+  using stream_socket = asio::basic_stream_socket<asio::generic::stream_protocol, Executor>;
   using endpoint = asio::ip::tcp::endpoint;
   using clock = std::chrono::steady_clock;
   using pointer = std::shared_ptr<socket_core>;
   using frame = std::optional<std::string_view>;
 
-  socket_core(tcp_socket socket, const endpoint& remote, const socket_settings& settings,
+  /// `remote` is the peer of a TCP connection (unused for a Unix-domain one).
+  socket_core(stream_socket socket, const endpoint& remote, const socket_settings& settings,
               std::shared_ptr<connection_tracker> tracker)
       : socket_(std::move(socket)),
         remote_(remote),
+        unix_domain_(settings.unix_domain),
         allow_half_open_(settings.allow_half_open),
         paused_(settings.paused),
         high_water_mark_(settings.high_water_mark),
@@ -438,6 +444,17 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
   std::chrono::milliseconds timeout() const { return timeout_; }
 
+  // ---------------------------------------------------------------- server shutdown
+
+  /// server.shutdown(): end this connection as soon as it is idle, now if it is.
+  /// Ending it sends our FIN and the waiting read returns the end of the stream
+  /// (nullopt, or 0 from read_some()), as if the peer had ended, so a handler's
+  /// read loop finishes normally; then the descriptor closes.
+  void end_when_idle() {
+    end_when_idle_ = true;
+    end_if_idle();
+  }
+
   // ---------------------------------------------------------------- state
 
   std::string_view ready_state() const {
@@ -461,18 +478,20 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// Bytes of storage the read side holds now (the tests watch idle sockets with it).
   std::size_t receive_capacity() const { return received_.capacity(); }
 
-  const endpoint& remote_endpoint() const { return remote_; }
+  bool unix_domain() const { return unix_domain_; }
+  /// The peer; {} for a Unix-domain connection (its peer has no name, as in Node).
+  Address remote_address() const { return unix_domain_ ? Address{} : to_address(remote_); }
   /// Read from the kernel on first use and kept, so it still answers after close.
-  std::optional<endpoint> local_endpoint() {
+  Address local_address() {
     if (!local_ && !closed_) {
       std::error_code ec;
       auto ep = socket_.local_endpoint(ec);
-      if (!ec) local_ = ep;
+      if (!ec) local_ = to_address(ep);
     }
-    return local_;
+    return local_ ? *local_ : Address{};
   }
 
-  tcp_socket& native() { return socket_; }
+  stream_socket& native() { return socket_; }
   Executor get_executor() { return socket_.get_executor(); }
 
  private:
@@ -655,7 +674,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
                        const asio::cancellation_state& cancel) {
     for (;;) {
       if (read_eof_) co_return false;
-      if (paused_) co_await wait_until_resumed(op, cancel);
+      if (paused_) {
+        co_await wait_until_resumed(op, cancel);
+        continue;  // ended by shutdown() meanwhile, or paused again
+      }
       // A long frame on a peer that never pauses must not hold the thread either.
       if (must_yield(op, cancel)) co_await yield_turn(op, cancel);
       const std::size_t before = received_.size();
@@ -735,6 +757,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// A framed read's or read_some()'s wait, once a recv() found the socket drained.
   awaitable<void> wait_readable(const char* op, const asio::cancellation_state& cancel) {
     before_wait(op, cancel);
+    waiting_for_bytes waiting{*this};
+    if (end_if_idle()) co_return;
     std::error_code waited;
     try {
       co_await readable();
@@ -759,6 +783,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     if (failure_) throw failure_error(op);  // destroyed or failed meanwhile
     before_wait(op, cancel);                // or cancelled or timed out meanwhile
     if (paused_) co_return;                 // or paused meanwhile: read() waits for resume()
+    waiting_for_bytes waiting{*this};
+    if (end_if_idle() || read_eof_) co_return;  // or ended by shutdown() meanwhile
     std::error_code waited;
     const std::size_t n = co_await socket_.async_receive(
         asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, waited));
@@ -814,6 +840,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   void after_wait(const char* op, const std::error_code& ec,
                   const asio::cancellation_state& cancel) {
     if (failure_) throw failure_error(op);  // destroyed or failed (a graceful close is not)
+    if (ended_when_idle_) return;           // by shutdown(): the caller sees the end of the stream
     if (std::exchange(idle_fired_for_reader_, false)) {
       idle_expired_ = false;
       throw timeout_error(op);
@@ -823,8 +850,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
 
   awaitable<void> wait_until_resumed(const char* op, const asio::cancellation_state& cancel) {
-    while (paused_) {
+    while (paused_ && !read_eof_) {
       before_wait(op, cancel);
+      waiting_for_bytes waiting{*this};
+      if (end_if_idle()) co_return;
       co_await resume_event_.wait(socket_.get_executor());
       // Node's 'timeout' fires on paused sockets too: the idle timer wakes us.
       after_wait(op, {}, cancel);
@@ -995,6 +1024,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     bytes_written_ += static_cast<std::size_t>(r);
     note_activity();
     write_event_.notify_all();
+    if (queue_.empty()) end_if_idle();  // the last queued reply left: idle now?
     return {};
   }
 
@@ -1072,14 +1102,59 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     queue_.clear();  // (received bytes stay: after a graceful close they are still read)
     write_event_.notify_all();
     resume_event_.notify_all();
-    if (tracker_) std::exchange(tracker_, nullptr)->closed();
+    if (tracker_) {
+      tracker_->unlink(*this);
+      std::exchange(tracker_, nullptr)->closed();
+    }
+  }
+
+  // ---- server shutdown (see end_when_idle())
+
+  /// Set while a read is suspended waiting for bytes: only then can it be idle.
+  struct waiting_for_bytes {
+    socket_core& core;
+    explicit waiting_for_bytes(socket_core& c) : core(c) { core.waiting_for_bytes_ = true; }
+    ~waiting_for_bytes() { core.waiting_for_bytes_ = false; }
+  };
+
+  /// Idle: a read waits with nothing received and unread, nothing queued to write,
+  /// and no bytes waiting in the kernel (a request that arrived but was not read
+  /// yet is mid-exchange). A handler busy between reads is not idle.
+  bool idle() {
+    return waiting_for_bytes_ && !closed_ && !read_eof_ && received_.empty() && queue_.empty() &&
+           !kernel_has_bytes();
+  }
+
+  bool kernel_has_bytes() {
+    char byte = 0;
+    ssize_t r;
+    do r = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    return r > 0;
+  }
+
+  /// Ends the connection if end_when_idle() asked for it and it is idle: our FIN
+  /// now (nothing is queued), and the read side counts as ended, so the descriptor
+  /// closes and the waiting read wakes to return the end of the stream.
+  bool end_if_idle() {
+    if (!end_when_idle_ || !idle()) return false;
+    ended_when_idle_ = true;
+    read_eof_ = true;
+    end_requested_ = true;
+    corked_ = 0;
+    if (fin_sent_)
+      finish_if_done();
+    else
+      send_fin();
+    return true;
   }
 
   static constexpr std::size_t max_iov = 64;
 
-  tcp_socket socket_;
+  stream_socket socket_;
   endpoint remote_;
-  std::optional<endpoint> local_;
+  bool unix_domain_;
+  std::optional<Address> local_;
 
   // state machine
   bool allow_half_open_;
@@ -1129,6 +1204,11 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   bool idle_expired_ = false;
   bool suppressed_once_ = false;
   bool idle_fired_for_reader_ = false;
+
+  // server shutdown
+  bool end_when_idle_ = false;    // server.shutdown() asked: end at the next idle moment
+  bool ended_when_idle_ = false;  // ... and it did: waiting reads return the end of the stream
+  bool waiting_for_bytes_ = false;
 
   std::shared_ptr<connection_tracker> tracker_;
 };

@@ -15,6 +15,7 @@
 #include "address.hpp"
 #include "config.hpp"
 #include "connect.hpp"
+#include "deadline.hpp"
 #include "decoder.hpp"
 #include "error.hpp"
 #include "server.hpp"

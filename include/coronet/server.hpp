@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -165,9 +166,11 @@ class basic_server {
   /// to on_drop()). Throws errc::server_not_running when not listening,
   /// operation_aborted when close() interrupts it ("accept aborted: the server was
   /// closed"), "accept EMFILE" and the like when the process is out of resources
-  /// (serve() rides those out; a bare accept() loop should too). Cancelled, it
-  /// throws operation_aborted and leaves the next connection in the backlog; if
-  /// the cancellation loses a race with the accept, that connection is closed.
+  /// (serve() rides those out; a bare accept() loop should too). Cancelled (`||`,
+  /// a cancellation slot, a parent coroutine, coronet::timeout()), it throws
+  /// operation_aborted ("accept cancelled"), holds no descriptor, and the next
+  /// connection stays for the next accept(): in the backlog, or, if it was accepted
+  /// in the same instant, held by the server (closed if the server closes first).
   awaitable<socket_type> accept() { return accept_on(state_); }
 
   /// Accepts until close(), running `handler(socket)` (a coroutine returning
@@ -221,6 +224,7 @@ class basic_server {
     if (!listening()) throw error(errc::server_not_running);
     std::error_code ignored;
     state_->acceptor->close(ignored);
+    state_->held.reset();  // as the kernel drops its backlog
     if (!state_->socket_file.empty()) ::unlink(std::exchange(state_->socket_file, {}).c_str());
     state_->tracker->notify();
   }
@@ -247,12 +251,14 @@ class basic_server {
   }
 
   /// Completes once the server is closed and every socket it accepted has closed
-  /// (Node's 'close' event). Cancelling it changes nothing on the server.
+  /// (Node's 'close' event). Cancelled, it throws operation_aborted ("wait_closed
+  /// cancelled") and changes nothing on the server.
   awaitable<void> wait_closed() {
     auto s = state_;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
     while (s->listening() || (s->tracker && s->tracker->count() > 0)) {
-      if (!co_await s->tracker->wait_for_change()) {
-        throw error(asio::error::operation_aborted, "wait_closed cancelled");
+      if (is_cancelled(cancel) || !co_await s->tracker->wait_for_change()) {
+        throw detail::cancelled_error("wait_closed");
       }
     }
   }
@@ -302,6 +308,9 @@ class basic_server {
     bool dropping = false;      // drop_while_full() runs: nobody else need start it
     bool unix_domain = false;   // listening on a path
     std::string socket_file;    // the file listen() created, removed by close()
+    /// A connection accepted in the instant its accept() was cancelled: the next
+    /// accept() takes it, as it would have taken it from the backlog.
+    std::optional<std::pair<stream_type, local_protocol::endpoint>> held;
     bool listening() const { return acceptor && acceptor->is_open(); }
     executor_type executor() { return acceptor->get_executor(); }
   };
@@ -500,6 +509,10 @@ class basic_server {
     bool counted_ = true;
   };
 
+  static bool is_cancelled(const asio::cancellation_state& cancel) {
+    return cancel.cancelled() != asio::cancellation_type::none;
+  }
+
   static awaitable<socket_type> accept_on(state_ptr s) {
     for (;;) {
       auto connection = co_await accept_stream_on(s);
@@ -514,11 +527,24 @@ class basic_server {
   static awaitable<detail::connected_stream<Executor>> accept_stream_on(state_ptr s) {
     if (!s->listening()) throw error(errc::server_not_running);
     waiting_in_accept waiting{*s};
+    const auto cancel = co_await asio::this_coro::cancellation_state;
     for (;;) {
       local_protocol::endpoint remote;
       stream_type peer(s->executor());
-      auto [ec] = co_await s->acceptor->async_accept(
-          peer, remote, asio::experimental::as_tuple(asio::use_awaitable));
+      std::error_code ec;
+      if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
+      if (s->held) {
+        // Taken only after a turn of the executor, never at once: `||` discards an
+        // operand that completes at once but after the other, and the connection
+        // with it. After the turn a cancellation is seen, and the connection stays.
+        co_await asio::post(s->executor(), asio::use_awaitable);
+        if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
+        if (!s->held) continue;  // another accept() took it meanwhile
+        std::tie(peer, remote) = std::move(*std::exchange(s->held, std::nullopt));
+      } else {
+        std::tie(ec) = co_await s->acceptor->async_accept(
+            peer, remote, asio::experimental::as_tuple(asio::use_awaitable));
+      }
       if (ec == asio::error::operation_aborted && !s->listening()) {
         throw error(ec, "accept aborted: the server was closed");
       }
@@ -528,6 +554,10 @@ class basic_server {
         std::error_code ignored;
         peer.close(ignored);
         throw error(asio::error::operation_aborted, "accept aborted: the server was closed");
+      }
+      if (is_cancelled(cancel)) {
+        if (!ec) s->held.emplace(std::move(peer), remote);
+        throw detail::cancelled_error("accept");
       }
       if (is_failed_connection(ec)) continue;
       if (ec) {
@@ -666,6 +696,7 @@ class basic_server {
       std::error_code ignored;
       s->acceptor->close(ignored);
     }
+    s->held.reset();  // as the kernel drops its backlog
     ShutdownResult result;
     if (!s->tracker) co_return result;  // it never listened: no connections
     const auto open = s->tracker->linked();

@@ -593,7 +593,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   void throw_if_cancelled(const asio::cancellation_state& cancel, const char* op) const {
     if (!is_cancelled(cancel)) return;
     if (failure_) throw failure_error(op);
-    throw error(asio::error::operation_aborted, std::string(op) + " cancelled");
+    throw cancelled_error(op);
   }
 
   /// Where every operation starts: a cancelled caller goes no further, and a
@@ -873,7 +873,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
       throw timeout_error(op);
     }
     throw_if_cancelled(cancel, op);
-    if (ec == asio::error::operation_aborted) throw error(ec, std::string(op) + " cancelled");
+    if (ec == asio::error::operation_aborted) throw cancelled_error(op);
   }
 
   awaitable<void> wait_until_resumed(const char* op, const asio::cancellation_state& cancel) {

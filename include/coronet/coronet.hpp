@@ -17,6 +17,7 @@
 #include "connect.hpp"
 #include "decoder.hpp"
 #include "error.hpp"
+#include "pipe.hpp"
 #include "server.hpp"
 #include "socket.hpp"
 #include "version.hpp"

@@ -94,9 +94,7 @@ struct socket_dir {
   ~socket_dir() { std::filesystem::remove_all(path); }
 };
 
-}  // namespace pipe_test
-
-using namespace pipe_test;
+// (The test cases live in the namespace too: the unity build shares one file.)
 
 TEST_CASE("pipe_both moves 50 MB each way intact, spliced and copied, and passes each FIN on") {
   const std::string a_data = test::random_bytes(50 * 1024 * 1024, 1);
@@ -334,3 +332,5 @@ TEST_CASE(
     CHECK(r.relay_b.ready_state() == "open");
   });
 }
+
+}  // namespace pipe_test

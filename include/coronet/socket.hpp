@@ -216,8 +216,9 @@ class basic_socket {
   ///@{
   /// Sends `length` bytes of a file from `offset` (default: to its end) with
   /// sendfile(2): the kernel copies them from the page cache, the program never
-  /// sees them. Bytes written before it leave first; writes made while it runs
-  /// queue behind it, so the file is never cut into. Completes when its last byte
+  /// sees them. Bytes written before it leave first; once the file moves, writes
+  /// made meanwhile queue behind it, so it is never cut into (one made while it
+  /// still waits for earlier bytes to leave may go before it). Completes when its last byte
   /// is in the kernel's send buffer, with the count sent. Where sendfile cannot be
   /// used (a transport that transforms bytes, such as TLS) the file is read and
   /// written in 64 KiB pieces; a pipe, socket or device descriptor is read as it

@@ -517,9 +517,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   // Nothing else in the core knows about them.
 
   /// True when the descriptor carries the stream's bytes as they are (TCP and Unix),
-  /// so the kernel may splice or sendfile them. A transport that transforms the
-  /// bytes (TLS) must answer false: the movers then copy through the core instead.
-  bool plain_descriptor() const { return true; }
+  /// so the kernel may splice or sendfile them. Over TLS it does not: the movers
+  /// then copy through the core (read(), write_nowait(), send_some()) instead.
+  bool plain_descriptor() const { return !layer_; }
   int descriptor() { return socket_.native_handle(); }
 
   /// The read side, claimed as read() claims it (errc::read_in_progress if a read
@@ -618,8 +618,11 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     }
     rested();
     writer_guard waiting{writable_waiters_};
-    auto [waited] = co_await socket_.async_wait(asio::socket_base::wait_write,
-                                                asio::experimental::as_tuple(asio::use_awaitable));
+    // TLS may have to read before it can write on, as flush() knows.
+    const bool needs_read = layer_ && layer_->blocked_on() == readiness::readable;
+    auto [waited] = co_await socket_.async_wait(
+        needs_read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
+        asio::experimental::as_tuple(asio::use_awaitable));
     after_wait(op, waited, cancel);
   }
 

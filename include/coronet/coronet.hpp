@@ -18,6 +18,7 @@
 #include "deadline.hpp"
 #include "decoder.hpp"
 #include "error.hpp"
+#include "pipe.hpp"
 #include "server.hpp"
 #include "socket.hpp"
 #include "version.hpp"

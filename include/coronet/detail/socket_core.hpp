@@ -507,6 +507,125 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   const TlsInfo* tls() const { return layer_ ? &layer_->info() : nullptr; }
   Executor get_executor() { return socket_.get_executor(); }
 
+  // ---------------------------------------------------------------- zero-copy hooks
+  //
+  // pipe() (pipe.hpp) and send_file() (detail/zero_copy.hpp) let the kernel move
+  // bytes between descriptors (splice(2), sendfile(2)) without passing them through
+  // the receive buffer or the write queue. These hooks are how they keep the core's
+  // rules: the read side is claimed as read() claims it, waits follow the same
+  // cancellation and idle-timeout rules, and moved bytes count as the core's own.
+  // Nothing else in the core knows about them.
+
+  /// True when the descriptor carries the stream's bytes as they are (TCP and Unix),
+  /// so the kernel may splice or sendfile them. Over TLS it does not: the movers
+  /// then copy through the core (read(), write_nowait(), send_some()) instead.
+  bool plain_descriptor() const { return !layer_; }
+  int descriptor() { return socket_.native_handle(); }
+
+  /// The read side, claimed as read() claims it (errc::read_in_progress if a read
+  /// waits), so the idle timer knows a reader is waiting.
+  class read_claim {
+   public:
+    read_claim(socket_core& core, const char* op) : core_(core) {
+      core_.check_readable(op);
+      core_.reading_ = true;
+    }
+    ~read_claim() { core_.reading_ = false; }
+    read_claim(const read_claim&) = delete;
+    read_claim& operator=(const read_claim&) = delete;
+
+   private:
+    socket_core& core_;
+  };
+  /// Held by send_file(): writes made meanwhile queue behind it, as behind a flusher.
+  /// release() lets them go (a frame destroyed unresumed only drops the claim).
+  class write_claim {
+   public:
+    explicit write_claim(socket_core& core) : core_(core) { core_.flushing_ = true; }
+    ~write_claim() {
+      if (core_.flushing_) core_.flushing_ = false;
+    }
+    write_claim(const write_claim&) = delete;
+    write_claim& operator=(const write_claim&) = delete;
+    void release() {
+      core_.flushing_ = false;
+      core_.write_event_.notify_all();
+      core_.ensure_flusher();
+    }
+
+   private:
+    socket_core& core_;
+  };
+  void check_writable_for(const char* op) const { check_writable(op); }
+  /// Nothing queued, no flush running, not corked: bytes sent now keep the queue's order.
+  bool write_side_free() const { return can_send_directly(); }
+
+  /// A FIN that a paused read met is taken now; true once the peer's FIN was read.
+  bool take_fin() {
+    if (std::exchange(fin_held_, false)) on_peer_end();
+    return read_eof_;
+  }
+  /// The source's receive buffer, raw (no decoding), handed out as read() would.
+  std::string_view take_received() { return received_.take(received_.size()); }
+  void peer_ended() { on_peer_end(); }
+  /// Bytes the kernel moved for us count as received or sent, and as activity.
+  void count_received(std::size_t n) {
+    bytes_read_ += n;
+    budget_bytes_ += n;
+    ++budget_ops_;
+    idle_fired_for_reader_ = false;  // bytes moved: the idle period the timer saw is over
+    note_activity();
+  }
+  void count_sent(std::size_t n) {
+    bytes_written_ += n;
+    note_activity();
+  }
+  /// One non-blocking send, as write() sends: `sent` may be short, 0 when the kernel is full.
+  std::error_code send_some(asio::const_buffer data, std::size_t& sent) {
+    sent = 0;
+    return send_now({&data, 1}, sent);
+  }
+  /// A copy of bytes owed to the peer, queued behind what is queued (a cancelled mover's rest).
+  void queue_copy(std::string_view bytes) { push_copy(asio::buffer(bytes)); }
+  /// An I/O error on this socket: it is destroyed, and the error is returned to throw.
+  error fail_with(const char* op, std::error_code ec) { return fail(op, ec); }
+
+  /// The budget, for a mover that may never wait: when over_budget_for() says so
+  /// (it throws if cancelled), co_await pace() before moving more.
+  bool over_budget_for(const char* op, const asio::cancellation_state& cancel) const {
+    return must_yield(op, cancel);
+  }
+  awaitable<void> pace(const char* op, const asio::cancellation_state& cancel) {
+    return yield_turn(op, cancel);
+  }
+  /// Whether destroy() or an I/O error closed it (a graceful close is not a failure).
+  bool failed() const { return static_cast<bool>(failure_); }
+  awaitable<void> wait_to_read(const char* op, const asio::cancellation_state& cancel) {
+    if (paused_)
+      co_await wait_until_resumed(op, cancel);
+    else
+      co_await wait_readable(op, cancel);
+  }
+  /// Waits until the kernel takes more bytes, with a read's rules: throws when
+  /// cancelled, destroyed, or when set_timeout()'s idle period passes meanwhile.
+  awaitable<void> wait_writable(const char* op, const asio::cancellation_state& cancel) {
+    // before_wait() without its trim(): a view that a read of this socket lent out
+    // stays valid while bytes are written into it.
+    throw_if_cancelled(cancel, op);
+    if (std::exchange(idle_expired_, false)) {
+      idle_fired_for_reader_ = false;
+      throw timeout_error(op);
+    }
+    rested();
+    writer_guard waiting{writable_waiters_};
+    // TLS may have to read before it can write on, as flush() knows.
+    const bool needs_read = layer_ && layer_->blocked_on() == readiness::readable;
+    auto [waited] = co_await socket_.async_wait(
+        needs_read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
+        asio::experimental::as_tuple(asio::use_awaitable));
+    after_wait(op, waited, cancel);
+  }
+
  private:
   struct reading_guard {
     socket_core& core;
@@ -1130,7 +1249,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     }
     suppressed_once_ = false;
     idle_expired_ = true;  // once per idle period: not re-armed until I/O happens
-    if (reading_) {
+    if (reading_ || writable_waiters_ > 0) {  // (a zero-copy mover's wait counts too)
       idle_fired_for_reader_ = true;
       std::error_code ignored;
       socket_.cancel(ignored);     // a read waiting on the socket ...
@@ -1257,6 +1376,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   bool idle_expired_ = false;
   bool suppressed_once_ = false;
   bool idle_fired_for_reader_ = false;
+  int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())
 
   // server shutdown
   bool end_when_idle_ = false;    // server.shutdown() asked: end at the next idle moment

@@ -59,6 +59,16 @@ struct DropInfo {
   Address remote{};  ///< the client's end
 };
 
+/// What a server has done so far (server.stats()), over every connection it
+/// accepted, closed ones included.
+struct ServerStats {
+  std::uint64_t accepted = 0;  ///< connections accept() took (dropped ones are not among them)
+  std::uint64_t dropped = 0;   ///< connections closed at once because of max_connections
+  std::size_t active = 0;      ///< open now, as connections()
+  std::uint64_t bytes_read = 0;     ///< received over all of them, open and closed
+  std::uint64_t bytes_written = 0;  ///< handed to the kernel over all of them
+};
+
 /// Node's server.listen() options. Like every coronet options struct it is
 /// trivially destructible (see ConnectOptions): `host` and `path` are views that
 /// listen() copies before it returns its awaitable.
@@ -236,6 +246,15 @@ class basic_server {
   /// Accepted sockets not yet closed (Node's getConnections()).
   std::size_t connections() const {
     return state_ && state_->tracker ? state_->tracker->count() : 0;
+  }
+  /// Counts and byte totals since the first listen(): all zero before it. It costs
+  /// nothing per read or write; a call walks the open connections' counters, so it
+  /// suits a metrics endpoint rather than every request. Same thread rules as
+  /// connections(): ask from the thread (or strand) its sockets run on.
+  ServerStats stats() const {
+    if (!state_ || !state_->tracker) return {};
+    const auto t = state_->tracker->totals();
+    return {t.accepted, t.dropped, t.active, t.bytes_read, t.bytes_written};
   }
   /// The options it was constructed with.
   const ServerOptions& options() const { return state_->options; }
@@ -590,6 +609,7 @@ class basic_server {
     if (auto local = peer.local_endpoint(ec); !ec) info.local = detail::to_address(local);
     if (!s.unix_domain) info.remote = detail::to_address(remote);
     peer.close(ec);
+    s.tracker->dropped();
     if (s.on_drop) s.on_drop(info);
   }
 

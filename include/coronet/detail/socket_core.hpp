@@ -113,7 +113,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
         tracker_(std::move(tracker)) {
     std::error_code ignored;
     socket_.native_non_blocking(true, ignored);
-    if (tracker_) tracker_->opened();
+    if (tracker_) tracker_slot_ = tracker_->opened(&bytes_read_, &bytes_written_);
   }
 
   ~socket_core() { close_descriptor(); }
@@ -1079,7 +1079,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     queue_.clear();  // (received bytes stay: after a graceful close they are still read)
     write_event_.notify_all();
     resume_event_.notify_all();
-    if (tracker_) std::exchange(tracker_, nullptr)->closed();
+    if (tracker_) std::exchange(tracker_, nullptr)->closed(tracker_slot_);
   }
 
   static constexpr std::size_t max_iov = 64;
@@ -1139,6 +1139,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   bool idle_fired_for_reader_ = false;
 
   std::shared_ptr<connection_tracker> tracker_;
+  connection_tracker::slot tracker_slot_ = 0;  // where tracker_ reads our byte counters
 };
 
 }  // namespace coronet::detail

@@ -26,6 +26,9 @@
 
 #include "coronet.hpp"
 
+// After coronet.hpp, whose config.hpp must come first for Asio.
+#include <asio/write.hpp>
+
 namespace coronet::testing {
 
 /// The two ends of a connection: `first` connected, `second` was accepted.

@@ -2,7 +2,7 @@
 // loopback sockets: a connected pair in one call, and a scripted peer that
 // misbehaves on command (stalls, resets, trickles bytes, half-closes).
 //
-//     auto [client, server_end] = co_await coronet::testing::socket_pair();
+//     auto [client, accepted] = co_await coronet::testing::socket_pair();
 //
 //     auto [socket, peer] = co_await coronet::testing::peer_pair();
 //     asio::co_spawn(executor, my_handler(std::move(socket)), asio::detached);
@@ -31,11 +31,11 @@
 
 namespace coronet::testing {
 
-/// The two ends of a connection: `first` connected, `second` was accepted.
-/// `auto [a, b] = co_await socket_pair();` names them in that order.
+/// The two ends of a connection, in the order `auto [client, accepted] =
+/// co_await socket_pair();` names them.
 struct SocketPair {
-  Socket first;
-  Socket second;
+  Socket client;    ///< the end that connected
+  Socket accepted;  ///< the end a server accepted (what a handler gets)
 };
 
 /// How socket_pair() and unix_socket_pair() set up both ends.
@@ -56,11 +56,11 @@ inline std::string unique_abstract_name() {
 /// Connects to `server` (already listening) and accepts: the server is closed
 /// afterwards, so the pair is all that is left.
 inline awaitable<SocketPair> connect_and_accept(Server server, ConnectOptions to) {
-  Socket first = co_await connect(to);
-  Socket second = co_await server.accept();
+  Socket client = co_await connect(to);
+  Socket accepted = co_await server.accept();
   server.close();
-  if (!second.is_unix_domain() && to.no_delay) second.set_no_delay(true);
-  co_return SocketPair{std::move(first), std::move(second)};
+  if (!accepted.is_unix_domain() && to.no_delay) accepted.set_no_delay(true);
+  co_return SocketPair{std::move(client), std::move(accepted)};
 }
 
 }  // namespace detail

@@ -9,8 +9,10 @@ run. Three steps measure coronet alone: heap allocations per round trip, framed
 reads against read() + memchr (benchmarks/coronet/framing.cpp), whose ratio is to
 coronet's own raw reads, and how late a 10 ms timer on the server's thread fires
 under a 200 MB flood (benchmarks/coronet/lateness.cpp), with plain Asio as the
-reference. Prints a progress line per step, then the tables and the goals; writes
-every sample to JSON and draws an SVG chart with gnuplot.
+reference. The _unix rows repeat bulk and ping-pong over a Unix-domain socket (in a
+temporary directory), their ratio to C on the same kind of socket. Prints a progress
+line per step, then the tables and the goals; writes every sample to JSON and draws
+an SVG chart with gnuplot.
 
     python3 benchmarks/run.py [--duration S] [--runs N] [--only LIST] [--json PATH] [--short]
 """
@@ -27,6 +29,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,12 +58,13 @@ class Row:
 
 class Workload(Row):
     """What the client does to each server, and the row (or rows, `also`) it yields.
-    `systems` limits it to the servers that speak its mode; `server_args` go to each."""
+    `systems` limits it to the servers that speak its mode; `server_args` go to each;
+    `unix`: over a Unix-domain socket instead of 127.0.0.1."""
 
     def __init__(self, name, label, mode, client_args, metric, unit, higher_is_better=True,
-                 pinned=False, systems=None, server_args=(), also=(), baseline=None):
+                 pinned=False, systems=None, server_args=(), also=(), baseline=None, unix=False):
         super().__init__(name, label, metric, unit, higher_is_better, baseline)
-        self.mode, self.client_args, self.pinned = mode, client_args, pinned
+        self.mode, self.client_args, self.pinned, self.unix = mode, client_args, pinned, unix
         self.systems, self.server_args, self.also = systems, list(server_args), list(also)
 
     def rows(self):
@@ -111,6 +115,11 @@ def workloads(short):
         Workload('bulk', 'bulk, 64 KiB writes', 'sink', ['--workload', 'bulk'], 'gbytes_per_s', 'GB/s'),
         Workload('pingpong', 'ping-pong, 64 B', 'echo', ['--workload', 'pingpong'],
                  'round_trips_per_s', 'round trips/s'),
+        # The same two over a Unix-domain socket; the ratio is to C on the same socket.
+        Workload('bulk_unix', 'bulk over a Unix socket', 'sink', ['--workload', 'bulk'], 'gbytes_per_s',
+                 'GB/s', unix=True),
+        Workload('pingpong_unix', 'ping-pong over a Unix socket', 'echo', ['--workload', 'pingpong'],
+                 'round_trips_per_s', 'round trips/s', unix=True),
         Workload('pingpong_pinned', 'ping-pong, both on CPU 0', 'echo', ['--workload', 'pingpong'],
                  'round_trips_per_s', 'round trips/s', pinned=True),
         Workload('concurrency_100', '100 connections', 'echo',
@@ -210,19 +219,26 @@ def read_line(stream, seconds, what):
 
 
 class Server:
-    """A server process in one mode, started and stopped around one sample."""
+    """A server process in one mode, started and stopped around one sample: on
+    127.0.0.1 with a port the kernel picks, or on the Unix-domain socket `unix_path`.
+    `target` is what tells the client where it is."""
 
-    def __init__(self, argv, mode, pinned, extra=()):
+    def __init__(self, argv, mode, pinned, extra=(), unix_path=None):
         prefix = ['taskset', '-c', '0'] if pinned else []
         env = dict(os.environ, GOMAXPROCS='1')  # every server runs one event loop
-        self.process = subprocess.Popen(prefix + argv + ['--mode', mode, '--port', '0', *extra],
+        where = ['--unix', str(unix_path)] if unix_path else ['--port', '0']
+        self.unix_path = unix_path
+        self.process = subprocess.Popen(prefix + argv + ['--mode', mode, *where, *extra],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         first = read_line(self.process.stdout, 20, argv[-1])
-        match = re.fullmatch(r'listening on 127\.0\.0\.1:(\d+)', first)
+        expected = (re.escape(f'listening on unix:{unix_path}') if unix_path
+                    else r'listening on 127\.0\.0\.1:(\d+)')
+        match = re.fullmatch(expected, first)
         if not match:
             self.stop()
             raise RuntimeError(f'{argv[-1]}: first line was {first!r}')
-        self.port = int(match.group(1))
+        self.port = None if unix_path else int(match.group(1))
+        self.target = ['--unix', str(unix_path)] if unix_path else ['--port', str(self.port)]
 
     def rss(self):
         status = Path(f'/proc/{self.process.pid}/status').read_text()
@@ -236,11 +252,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.unix_path:
+            # A server killed, or one that leaves its file, must not fail the next sample.
+            Path(self.unix_path).unlink(missing_ok=True)
 
 
-def client(client_path, port, workload, duration, pinned):
+def client(client_path, target, workload, duration, pinned):
     prefix = ['taskset', '-c', '0'] if pinned else []
-    argv = prefix + [client_path, '--port', str(port), *workload.client_args, '--duration', str(duration)]
+    argv = prefix + [client_path, *target, *workload.client_args, '--duration', str(duration)]
     result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             timeout=duration + 60)
     if result.returncode != 0:
@@ -248,13 +267,15 @@ def client(client_path, port, workload, duration, pinned):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def sample(systems, name, workload, client_path, duration):
-    """One measurement of one system on one workload: (value, the client's JSON)."""
-    server = Server(systems[name], workload.mode, workload.pinned, workload.server_args)
+def sample(systems, name, workload, client_path, duration, socket_dir):
+    """One measurement of one system on one workload: (value, the client's JSON).
+    A Unix-socket workload's socket file goes in `socket_dir`."""
+    unix_path = socket_dir / f'{name}.sock' if workload.unix else None
+    server = Server(systems[name], workload.mode, workload.pinned, workload.server_args, unix_path)
     try:
         if workload.name == 'idle_memory':
             return idle_sample(server, client_path, workload)
-        out = client(client_path, server.port, workload, duration, workload.pinned)
+        out = client(client_path, server.target, workload, duration, workload.pinned)
         return out[workload.metric], out
     finally:
         server.stop()
@@ -262,7 +283,7 @@ def sample(systems, name, workload, client_path, duration):
 
 def idle_sample(server, client_path, workload):
     before = server.rss()
-    held = subprocess.Popen([client_path, '--port', str(server.port), *workload.client_args],
+    held = subprocess.Popen([client_path, *server.target, *workload.client_args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out = json.loads(read_line(held.stdout, 120, 'idle client'))
@@ -279,7 +300,7 @@ def allocations(systems, client_path, duration):
     server = Server(systems['coronet'], 'echo', False, ['--count-allocations'])
     try:
         ping = Workload('pingpong', '', 'echo', ['--workload', 'pingpong'], 'round_trips_per_s', '')
-        client(client_path, server.port, ping, duration, False)
+        client(client_path, server.target, ping, duration, False)
         line = read_line(server.process.stdout, 20, 'coronet_server --count-allocations')
         count, reads = map(int, re.fullmatch(r'allocations (\d+) reads (\d+)', line).groups())
         return count, reads
@@ -597,13 +618,48 @@ def machine():
 
 # ---------------------------------------------------------------- main
 
+def run_workloads(loads, order, systems, client_path, duration, runs, socket_dir):
+    """Every workload on every system that speaks it, `runs` samples each (idle memory once):
+    ({(row, system): {'median', 'min', 'max'}}, every sample for the JSON)."""
+    results, raw = {}, []
+    steps = sum((1 if w.name == 'idle_memory' else runs) * sum(map(w.runs_on, order)) for w in loads)
+    step = 0
+    for w in loads:
+        for name in filter(w.runs_on, order):
+            samples = []
+            for run in range(1 if w.name == 'idle_memory' else runs):
+                step += 1
+                try:
+                    value, out = sample(systems, name, w, client_path, duration, socket_dir)
+                except Exception as e:  # a peer failing must not lose the others' figures
+                    say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}: FAILED: {e}')
+                    continue
+                samples.append(out)
+                also = ''.join(f', {row.metric} {fmt(out[row.metric], row.unit)} {row.unit}' for row in w.also)
+                say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}/{runs}: '
+                    f'{fmt(value, w.unit)} {w.unit}{also}')
+            if not samples:
+                continue
+            for row in w.rows():
+                values = [{'value': out[row.metric], 'client': out} for out in samples]
+                median, lo, hi = summarise(values)
+                results[(row.name, name)] = {'median': median, 'min': lo, 'max': hi}
+                raw.append({'workload': row.name, 'system': name, 'metric': row.metric, 'unit': row.unit,
+                            'higher_is_better': row.higher_is_better, 'samples': values,
+                            'median': median, 'min': lo, 'max': hi})
+    return results, raw
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--duration', type=float, help='seconds per sample (default 2; 0.5 with --short)')
     parser.add_argument('--runs', type=int, help='samples per workload and system (default 3; 1 with --short)')
     parser.add_argument('--only', help='comma-separated workloads and/or systems to run, e.g. '
-                        'bulk,pingpong or coronet,c (C is always kept: it is the reference); '
-                        f'{", ".join(EXTRAS)} name the coronet-only steps')
+                        'bulk,pingpong or coronet,c (C is always kept: it is the reference). '
+                        f'Workloads: {", ".join(w.name for w in workloads(False))} '
+                        '(the _unix ones over a Unix-domain socket); '
+                        f'{", ".join(EXTRAS)} name the coronet-only steps; '
+                        f'systems: {", ".join(SYSTEM_LABELS)}')
     parser.add_argument('--json', type=Path, default=ROOT / 'build/bench/results.json',
                         help='where to write every sample (default build/bench/results.json)')
     parser.add_argument('--short', action='store_true', help='one short sample each: about a minute')
@@ -639,33 +695,10 @@ def main():
     def step_wanted(name):
         return 'coronet' in systems and (not wanted_steps or name in wanted_steps)
 
-    results, raw = {}, []
-    steps = sum((1 if w.name == 'idle_memory' else runs) * sum(map(w.runs_on, order)) for w in loads)
-    step = 0
     started = time.monotonic()
-    for w in loads:
-        for name in filter(w.runs_on, order):
-            samples = []
-            for run in range(1 if w.name == 'idle_memory' else runs):
-                step += 1
-                try:
-                    value, out = sample(systems, name, w, client_path, duration)
-                except Exception as e:  # a peer failing must not lose the others' figures
-                    say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}: FAILED: {e}')
-                    continue
-                samples.append(out)
-                also = ''.join(f', {row.metric} {fmt(out[row.metric], row.unit)} {row.unit}' for row in w.also)
-                say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}/{runs}: '
-                    f'{fmt(value, w.unit)} {w.unit}{also}')
-            if not samples:
-                continue
-            for row in w.rows():
-                values = [{'value': out[row.metric], 'client': out} for out in samples]
-                median, lo, hi = summarise(values)
-                results[(row.name, name)] = {'median': median, 'min': lo, 'max': hi}
-                raw.append({'workload': row.name, 'system': name, 'metric': row.metric, 'unit': row.unit,
-                            'higher_is_better': row.higher_is_better, 'samples': values,
-                            'median': median, 'min': lo, 'max': hi})
+    # The _unix rows' socket files live here, and go with it whatever happens.
+    with tempfile.TemporaryDirectory(prefix='coronet-bench-') as socket_dir:
+        results, raw = run_workloads(loads, order, systems, client_path, duration, runs, Path(socket_dir))
 
     alloc = None
     if step_wanted('allocations'):
@@ -687,7 +720,8 @@ def main():
     say('')
     say(f'coronet benchmarks, {when}, {info["cores"]} cores ({info["cpu"]}), Linux {info["kernel"]}, '
         f'{runs} run(s) of {duration:g} s each, {elapsed:.0f} s in all')
-    say(f'every server is driven by the same C client over 127.0.0.1 with TCP_NODELAY')
+    say(f'every server is driven by the same C client over 127.0.0.1 with TCP_NODELAY'
+        + ('; the _unix rows over a Unix-domain socket' if any(w.unix for w in loads) else ''))
     if results:
         say('')
         say(table(results, loads, order))

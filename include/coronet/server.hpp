@@ -62,9 +62,9 @@ struct DropInfo {
 /// What a server has done so far (server.stats()), over every connection it
 /// accepted, closed ones included.
 struct ServerStats {
-  std::uint64_t accepted = 0;  ///< connections accept() took (dropped ones are not among them)
-  std::uint64_t dropped = 0;   ///< connections closed at once because of max_connections
-  std::size_t active = 0;      ///< open now, as connections()
+  std::uint64_t accepted = 0;       ///< connections accept() took (dropped ones are not among them)
+  std::uint64_t dropped = 0;        ///< connections closed at once because of max_connections
+  std::size_t active = 0;           ///< open now, as connections()
   std::uint64_t bytes_read = 0;     ///< received over all of them, open and closed
   std::uint64_t bytes_written = 0;  ///< handed to the kernel over all of them
 };

@@ -38,8 +38,8 @@ enum class TcpState : std::uint8_t {
 /// The state's name as netstat and ss print it: "ESTABLISHED", "CLOSE_WAIT", ...
 constexpr std::string_view to_string(TcpState state) {
   constexpr std::string_view names[] = {
-      "UNKNOWN",    "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",    "TIME_WAIT",
-      "CLOSE",      "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "NEW_SYN_RECV",
+      "UNKNOWN", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",    "TIME_WAIT",
+      "CLOSE",   "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "NEW_SYN_RECV",
   };
   const auto i = static_cast<std::size_t>(state);
   return i < std::size(names) ? names[i] : names[0];
@@ -48,26 +48,28 @@ constexpr std::string_view to_string(TcpState state) {
 /// What TCP_INFO says about one connection, in C++ types. Counters the running
 /// kernel does not report (older than the field) read 0.
 struct TcpInfo {
-  TcpState state{};  ///< to_string(state) gives "ESTABLISHED" and the like
-  std::chrono::microseconds rtt{};       ///< smoothed round-trip time
-  std::chrono::microseconds rtt_var{};   ///< its mean deviation
-  std::chrono::microseconds min_rtt{};   ///< the lowest seen recently (the path's floor)
-  std::chrono::microseconds rto{};       ///< the retransmission timeout in force
-  std::uint32_t congestion_window = 0;   ///< segments the sender may have in flight
+  TcpState state{};                        ///< to_string(state) gives "ESTABLISHED" and the like
+  std::chrono::microseconds rtt{};         ///< smoothed round-trip time
+  std::chrono::microseconds rtt_var{};     ///< its mean deviation
+  std::chrono::microseconds min_rtt{};     ///< the lowest seen recently (the path's floor)
+  std::chrono::microseconds rto{};         ///< the retransmission timeout in force
+  std::uint32_t congestion_window = 0;     ///< segments the sender may have in flight
   std::uint32_t slow_start_threshold = 0;  ///< segments; a huge value until the first loss
   std::uint32_t mss = 0;                   ///< bytes per segment we send
-  std::uint32_t retransmits = 0;         ///< segments retransmitted over the connection's life
-  std::uint32_t unacked = 0;             ///< segments sent and not acknowledged (in flight)
-  std::uint32_t lost = 0;                ///< segments the sender believes lost
-  std::uint32_t not_sent_bytes = 0;      ///< bytes in the send buffer not yet sent
-  std::uint32_t peer_window = 0;         ///< the peer's advertised receive window, bytes
-  std::uint64_t bytes_sent = 0;          ///< data bytes sent, retransmissions included
-  std::uint64_t bytes_acked = 0;  ///< bytes the peer acknowledged (the kernel counts SYN and FIN as one each)
-  std::uint64_t bytes_received = 0;      ///< data bytes received in order
+  std::uint32_t retransmits = 0;           ///< segments retransmitted over the connection's life
+  std::uint32_t unacked = 0;               ///< segments sent and not acknowledged (in flight)
+  std::uint32_t lost = 0;                  ///< segments the sender believes lost
+  std::uint32_t not_sent_bytes = 0;        ///< bytes in the send buffer not yet sent
+  std::uint32_t peer_window = 0;           ///< the peer's advertised receive window, bytes
+  std::uint64_t bytes_sent = 0;            ///< data bytes sent, retransmissions included
+  /// Bytes the peer acknowledged (the kernel counts SYN and FIN as one byte each).
+  std::uint64_t bytes_acked = 0;
+  std::uint64_t bytes_received = 0;  ///< data bytes received in order
   std::uint64_t bytes_retransmitted = 0;
   std::uint64_t delivery_rate = 0;  ///< bytes/s delivered, as the last acknowledgements measured it
-  bool delivery_rate_app_limited = false;  ///< ... while the application, not the path, set the pace
-  std::uint64_t pacing_rate = 0;           ///< bytes/s the kernel paces sends at
+  /// True when the application, not the path, set the pace of that measurement.
+  bool delivery_rate_app_limited = false;
+  std::uint64_t pacing_rate = 0;                   ///< bytes/s the kernel paces sends at
   std::chrono::milliseconds since_last_send{};     ///< since data was last sent
   std::chrono::milliseconds since_last_receive{};  ///< since data last arrived
 };

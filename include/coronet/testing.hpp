@@ -98,8 +98,8 @@ struct PeerOptions {
   /// SO_RCVBUF in bytes (0: the system's). Small makes a stall() fill the kernel's
   /// buffers after a few KiB instead of megabytes. Linux doubles it and has a floor.
   int receive_buffer = 0;
-  bool unix_domain = false;       ///< peer_pair(): over a Unix-domain socket instead of TCP
-  bool allow_half_open = false;   ///< peer_pair(): the Socket stays writable after the peer's FIN
+  bool unix_domain = false;      ///< peer_pair(): over a Unix-domain socket instead of TCP
+  bool allow_half_open = false;  ///< peer_pair(): the Socket stays writable after the peer's FIN
 };
 
 /// A scripted peer: the other end of a connection, driven step by step by a test,
@@ -301,7 +301,7 @@ class Peer {
           asio::buffer(sink), asio::bind_cancellation_slot(stop->slot(), tuple));
       s->received += n;
       if (ec == asio::error::operation_aborted) co_return;  // stall() or close()
-      if (s->stop_draining != stop) co_return;  // stall() came as the read completed
+      if (s->stop_draining != stop) co_return;              // stall() came as the read completed
       if (ec) {
         s->saw_end = true;
         s->draining = false;

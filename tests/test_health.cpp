@@ -85,7 +85,7 @@ TEST_CASE("info(): half-closed ends report FIN_WAIT and CLOSE_WAIT, then nullopt
 
     co_await server_end.end();
     CHECK_FALSE(co_await client.read());
-    CHECK_FALSE(client.info().has_value());      // ended both ways: closed
+    CHECK_FALSE(client.info().has_value());  // ended both ways: closed
     CHECK_FALSE(server_end.info().has_value());
   });
 }
@@ -117,8 +117,8 @@ TEST_CASE("stats(): accepted, dropped, active and bytes over open and closed con
     Socket a_end = co_await server.accept();
     Socket b = co_await coronet::connect(port, "127.0.0.1");
     Socket b_end = co_await server.accept();
-    co_await health_test::exchange(a, a_end, "hello", "hi there");   // server: 5 in, 8 out
-    co_await health_test::exchange(b, b_end, "0123456789", "ok");    // server: 10 in, 2 out
+    co_await health_test::exchange(a, a_end, "hello", "hi there");  // server: 5 in, 8 out
+    co_await health_test::exchange(b, b_end, "0123456789", "ok");   // server: 10 in, 2 out
 
     auto stats = server.stats();
     CHECK(stats.accepted == 2);

@@ -332,14 +332,10 @@ awaitable<stream_socket<Executor>> connect_path(Executor executor, const Connect
   co_return socket;
 }
 
-/// The connection itself. `host`, `local_address` and `path` are this frame's own
-/// copies of the caller's strings: `o` is re-pointed at them before anything else.
+/// The connection, before any socket exists (tls::connect() hand-shakes on it
+/// first). `o`'s strings must outlive it: connect() keeps copies in its frame.
 template <typename Executor>
-awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, std::string host,
-                                          std::string local_address, std::string path) {
-  o.host = host;
-  o.local_address = local_address;
-  o.path = path;
+awaitable<connected_stream<Executor>> open_connection(Executor executor, ConnectOptions o) {
   validate(o);
   const bool unix_domain = !o.path.empty();
   tcp::endpoint connected;
@@ -349,16 +345,34 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
   } else {
     socket.emplace(co_await connect_tcp(executor, o, connected));
   }
-  socket_settings settings{.unix_domain = unix_domain,
+  co_return connected_stream<Executor>{std::move(*socket), connected, unix_domain};
+}
+
+/// What ConnectOptions ask of a socket once it exists.
+template <typename Executor>
+basic_socket<Executor> make_socket(connected_stream<Executor> c, const ConnectOptions& o,
+                                   std::unique_ptr<secure_layer> layer = nullptr) {
+  socket_settings settings{.unix_domain = c.unix_domain,
                            .allow_half_open = o.allow_half_open,
                            .paused = false,
                            .high_water_mark = o.high_water_mark};
-  basic_socket<Executor> result(
-      std::make_shared<socket_core<Executor>>(std::move(*socket), connected, settings, nullptr));
+  basic_socket<Executor> result(std::make_shared<socket_core<Executor>>(
+      std::move(c.stream), c.remote, settings, nullptr, std::move(layer)));
   if (o.no_delay) result.set_no_delay(true);
   if (o.keep_alive) result.set_keep_alive(true, o.keep_alive_initial_delay);
   if (o.timeout.count() > 0) result.set_timeout(o.timeout);
-  co_return result;
+  return result;
+}
+
+/// The connection itself. `host`, `local_address` and `path` are this frame's own
+/// copies of the caller's strings: `o` is re-pointed at them before anything else.
+template <typename Executor>
+awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, std::string host,
+                                          std::string local_address, std::string path) {
+  o.host = host;
+  o.local_address = local_address;
+  o.path = path;
+  co_return make_socket(co_await open_connection(executor, o), o);
 }
 
 template <typename Executor>

@@ -40,6 +40,10 @@ enum class errc {
   truncated_frame,           ///< FIN arrived in the middle of a read_exactly()/read_line() frame
   not_connected,             ///< an operation that needs a connection on a socket that has none
   out_of_range,              ///< a number outside what the option takes (Node's ERR_OUT_OF_RANGE)
+  tls_handshake,             ///< the TLS handshake failed (an alert, no common version or protocol)
+  tls_unauthorized,          ///< the peer's certificate failed verification or the hostname check
+  tls_truncated,             ///< the peer closed TCP without TLS close_notify: data may be missing
+  tls_protocol,              ///< a TLS error after the handshake (an alert, a corrupt record)
 };
 
 namespace detail {
@@ -65,6 +69,11 @@ class errc_category final : public std::error_category {
       case errc::truncated_frame: return "the peer ended the stream in the middle of a frame";
       case errc::not_connected: return "the socket is not connected";
       case errc::out_of_range: return "value out of range";
+      case errc::tls_handshake: return "TLS handshake failed";
+      case errc::tls_unauthorized: return "the peer's certificate is not authorized";
+      case errc::tls_truncated:
+        return "the peer closed the connection without TLS close_notify (data may be truncated)";
+      case errc::tls_protocol: return "TLS protocol error";
     }
     return "unknown coronet error";
   }

@@ -37,6 +37,16 @@
 
 namespace coronet {
 
+namespace detail {
+/// A connection before it is a socket: what a TLS handshake runs on.
+template <typename Executor>
+struct connected_stream {
+  asio::basic_stream_socket<local_protocol, Executor> stream;
+  asio::ip::tcp::endpoint remote;  // unused for a Unix-domain connection
+  bool unix_domain = false;
+};
+}  // namespace detail
+
 /// A connected TCP or Unix-domain socket, Node's net.Socket, whose I/O runs on `Executor`
 /// (Socket is the usual one, on asio::any_io_executor). A move-only handle:
 /// dropping it destroys the connection as destroy() does, so end() first for a
@@ -430,6 +440,11 @@ class basic_socket {
   executor_type get_executor() const { return core()->get_executor(); }
   /// The Asio socket underneath, for options coronet does not wrap.
   native_socket_type& native() { return core()->native(); }
+
+  /// What TLS negotiated (protocol, cipher, ALPN, the peer's certificate and
+  /// whether it was authorized) for a socket from coronet/tls.hpp; nullptr for a
+  /// plain TCP or Unix-domain socket.
+  const TlsInfo* tls() const { return core()->tls(); }
 
  private:
   const std::shared_ptr<core_type>& core() const {

@@ -1,13 +1,15 @@
-// coronet/detail/connection_tracker.hpp - how many sockets a server still has open,
-// and what they all moved.
+// coronet/detail/connection_tracker.hpp - the sockets a server still has open.
 //
 // Shared by a server and every socket it accepted, so that a socket outliving its
 // Server object (or the reverse) is harmless, and server.wait_closed() can wake
-// when the last one closes.
+// when the last one closes. It counts them, and it links them in an intrusive
+// list so that shutdown() can reach each one: a socket links itself when the
+// server adopts it and unlinks when its descriptor closes, so the list costs two
+// pointers per socket and no allocation.
 //
-// Byte totals for server.stats() cost nothing per read or write: an open socket
-// registers where its own two counters live (a slot here), the server sums those
-// when asked, and a socket adds its final counts to the closed totals as it closes.
+// It also keeps what server.stats() reports, at no cost per read or write: the
+// accepted and dropped counts, and the bytes of closed connections, which each
+// socket adds as it closes; the open ones' bytes are read through the list.
 #pragma once
 
 #include <cstddef>
@@ -18,78 +20,81 @@
 
 namespace coronet::detail {
 
-/// Totals over every connection a server accepted, closed ones included.
-struct connection_totals {
-  std::uint64_t accepted = 0;
-  std::uint64_t dropped = 0;
-  std::size_t active = 0;
-  std::uint64_t bytes_read = 0;
-  std::uint64_t bytes_written = 0;
+/// The list hook a socket carries; the server casts it back to its socket type.
+class tracked_connection {
+ private:
+  friend class connection_tracker;
+  tracked_connection* prev_ = nullptr;
+  tracked_connection* next_ = nullptr;
+  bool linked_ = false;
 };
 
 class connection_tracker {
  public:
-  /// Where an open socket's counters are; given back to closed().
-  using slot = std::uint32_t;
-
   explicit connection_tracker(asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-  /// A socket opens; its counters stay readable at these addresses until closed().
-  slot opened(const std::uint64_t* bytes_read, const std::uint64_t* bytes_written) {
+  void opened() {
     ++count_;
     ++accepted_;
-    slot s;
-    if (!free_.empty()) {
-      s = free_.back();
-      free_.pop_back();
-    } else {
-      s = static_cast<slot>(live_.size());
-      live_.emplace_back();
-    }
-    live_[s] = {bytes_read, bytes_written};
-    return s;
   }
-  void closed(slot s) {
-    closed_read_ += *live_[s].read;
-    closed_written_ += *live_[s].written;
-    live_[s] = {};
-    free_.push_back(s);
+  /// A socket closed, having moved these bytes over its life.
+  void closed(std::uint64_t bytes_read, std::uint64_t bytes_written) {
     --count_;
+    closed_bytes_read_ += bytes_read;
+    closed_bytes_written_ += bytes_written;
     changed_.notify_all();
   }
   /// A connection refused by max_connections.
   void dropped() { ++dropped_; }
 
   std::size_t count() const { return count_; }
-
-  /// O(most connections ever open at once): for a metrics call, not per request.
-  connection_totals totals() const {
-    connection_totals t{accepted_, dropped_, count_, closed_read_, closed_written_};
-    for (const auto& c : live_) {
-      if (c.read == nullptr) continue;
-      t.bytes_read += *c.read;
-      t.bytes_written += *c.written;
-    }
-    return t;
-  }
+  std::uint64_t accepted() const { return accepted_; }
+  std::uint64_t dropped_count() const { return dropped_; }
+  std::uint64_t closed_bytes_read() const { return closed_bytes_read_; }
+  std::uint64_t closed_bytes_written() const { return closed_bytes_written_; }
 
   /// Wakes whoever waits in wait_closed() to re-check.
   void notify() { changed_.notify_all(); }
   awaitable<bool> wait_for_change() { return changed_.wait(executor_); }
 
- private:
-  struct counters {
-    const std::uint64_t* read = nullptr;
-    const std::uint64_t* written = nullptr;
-  };
+  void link(tracked_connection& c) {
+    if (c.linked_) return;
+    c.prev_ = nullptr;
+    c.next_ = head_;
+    if (head_) head_->prev_ = &c;
+    head_ = &c;
+    c.linked_ = true;
+  }
 
+  void unlink(tracked_connection& c) {
+    if (!c.linked_) return;
+    if (c.prev_) c.prev_->next_ = c.next_;
+    if (c.next_) c.next_->prev_ = c.prev_;
+    if (head_ == &c) head_ = c.next_;
+    c.prev_ = c.next_ = nullptr;
+    c.linked_ = false;
+  }
+
+  /// Calls `f` with each linked socket; `f` must not close any (see linked()).
+  template <typename F>
+  void for_each_linked(F f) const {
+    for (const auto* c = head_; c; c = c->next_) f(*c);
+  }
+
+  /// A copy of the list: acting on one socket may close others (and unlink them).
+  std::vector<tracked_connection*> linked() const {
+    std::vector<tracked_connection*> all;
+    for (auto* c = head_; c; c = c->next_) all.push_back(c);
+    return all;
+  }
+
+ private:
   std::size_t count_ = 0;
   std::uint64_t accepted_ = 0;
   std::uint64_t dropped_ = 0;
-  std::uint64_t closed_read_ = 0;
-  std::uint64_t closed_written_ = 0;
-  std::vector<counters> live_;  // indexed by slot; read == nullptr marks a free one
-  std::vector<slot> free_;
+  std::uint64_t closed_bytes_read_ = 0;
+  std::uint64_t closed_bytes_written_ = 0;
+  tracked_connection* head_ = nullptr;
   asio::any_io_executor executor_;
   event<asio::any_io_executor> changed_;
 };

@@ -66,6 +66,16 @@ struct DropInfo {
   Address remote{};  ///< the client's end
 };
 
+/// What a server has done so far (server.stats()), over every connection it
+/// accepted, closed ones included.
+struct ServerStats {
+  std::uint64_t accepted = 0;       ///< connections accept() took (dropped ones are not among them)
+  std::uint64_t dropped = 0;        ///< connections closed at once because of max_connections
+  std::size_t active = 0;           ///< open now, as connections()
+  std::uint64_t bytes_read = 0;     ///< received over all of them, open and closed
+  std::uint64_t bytes_written = 0;  ///< handed to the kernel over all of them
+};
+
 /// What server.shutdown() did with the connections that were open when it began.
 struct ShutdownResult {
   /// Ended without being cut: idle ones it ended at once, and the ones that finished
@@ -278,6 +288,22 @@ class basic_server {
   /// Accepted sockets not yet closed (Node's getConnections()).
   std::size_t connections() const {
     return state_ && state_->tracker ? state_->tracker->count() : 0;
+  }
+  /// Counts and byte totals since the first listen(): all zero before it. It costs
+  /// nothing per read or write; a call walks the open connections' counters, so it
+  /// suits a metrics endpoint rather than every request. Same thread rules as
+  /// connections(): ask from the thread (or strand) its sockets run on.
+  ServerStats stats() const {
+    if (!state_ || !state_->tracker) return {};
+    const auto& t = *state_->tracker;
+    ServerStats stats{t.accepted(), t.dropped_count(), t.count(), t.closed_bytes_read(),
+                      t.closed_bytes_written()};
+    t.for_each_linked([&stats](const detail::tracked_connection& c) {
+      const auto& core = static_cast<const detail::socket_core<Executor>&>(c);
+      stats.bytes_read += core.bytes_read();
+      stats.bytes_written += core.bytes_written();
+    });
+    return stats;
   }
   /// The options it was constructed with.
   const ServerOptions& options() const { return state_->options; }
@@ -674,6 +700,7 @@ class basic_server {
     if (auto local = peer.local_endpoint(ec); !ec) info.local = detail::to_address(local);
     if (!s.unix_domain) info.remote = detail::to_address(remote);
     peer.close(ec);
+    s.tracker->dropped();
     if (s.on_drop) s.on_drop(info);
   }
 

@@ -34,6 +34,7 @@
 #include "detail/socket_core.hpp"
 #include "detail/zero_copy.hpp"
 #include "error.hpp"
+#include "tcp_info.hpp"
 
 namespace coronet {
 
@@ -444,6 +445,14 @@ class basic_socket {
   Address address() const { return core_ ? core_->local_address() : Address{}; }
   /// True for a Unix-domain connection (listen()/connect() with a path).
   bool is_unix_domain() const { return core_ && core_->unix_domain(); }
+  /// The connection's health from TCP_INFO (round-trip time, congestion window,
+  /// retransmits, bytes in flight, delivery rate, state): one system call, no
+  /// allocation, so it may be asked per request. nullopt on a Unix-domain socket and
+  /// once the connection is closed (destroyed, failed, or ended both ways).
+  std::optional<TcpInfo> info() const {
+    if (!core_ || core_->destroyed() || core_->unix_domain()) return std::nullopt;
+    return read_tcp_info(core_->native().native_handle());
+  }
   ///@{
   /// One field of address() (Node's localAddress, localFamily, localPort).
   std::string local_address() const { return address().address; }

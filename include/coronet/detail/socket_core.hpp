@@ -1275,7 +1275,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     resume_event_.notify_all();
     if (tracker_) {
       tracker_->unlink(*this);
-      std::exchange(tracker_, nullptr)->closed();
+      std::exchange(tracker_, nullptr)->closed(bytes_read_, bytes_written_);
     }
   }
 

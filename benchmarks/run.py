@@ -106,7 +106,17 @@ LATENESS_WORK_US = (0, 100)
 # ticks of the timer, and 50 MB would leave it 4. One run of each row takes about 10 s.
 LATENESS_MEGABYTES = 200
 LATENESS_GOAL_MS = 20
-EXTRAS = ('allocations', 'framed', 'lateness')  # coronet-only steps --only can name
+# Zero-copy rows (benchmarks/coronet/zero_copy.cpp): each pair runs in the same step,
+# alternating, so both see the same machine. (row, label, the row it is compared with)
+ZERO_COPY_ROWS = [
+    ('pipe', 'proxy: pipe_both() (splice)', 'copy_loop'),
+    ('pipe_copy', 'proxy: pipe_both(), zero_copy = false', 'copy_loop'),
+    ('copy_loop', 'proxy: read() + write() loop', None),
+    ('send_file', 'file: send_file() (sendfile)', 'read_write'),
+    ('read_write', 'file: pread() + write() loop', None),
+]
+ZERO_COPY_MEGABYTES = 1024
+EXTRAS = ('allocations', 'framed', 'lateness', 'zero_copy')  # coronet-only steps --only can name
 
 
 def workloads(short):
@@ -156,7 +166,8 @@ def build(build_dir):
                      '-Dexamples=disabled', '-Dbuildtype=release', '-Db_ndebug=true'], 'meson setup')
     # Only the benchmark programs: the library's own checks are the test suite's job.
     targets = [f'benchmarks/{t}' for t in ('c_server', 'bench_client', 'coronet_server', 'coronet_framing',
-                                            'coronet_lateness', 'asio_callbacks', 'asio_awaitable')]
+                                            'coronet_lateness', 'coronet_zero_copy', 'asio_callbacks',
+                                            'asio_awaitable')]
     run_quietly(['ninja', '-C', str(build_dir), *targets], 'ninja')
     b = build_dir / 'benchmarks'
     systems = {
@@ -342,6 +353,47 @@ def framed_summary(framed):
     return summary
 
 
+def zero_copy_runs(build_dir, megabytes, runs):
+    """{row: [the program's JSON per run]}; the rows take turns within each run."""
+    program = str(build_dir / 'benchmarks' / 'coronet_zero_copy')
+    out = {}
+    for run in range(runs):
+        for row, label, _ in ZERO_COPY_ROWS:
+            result = subprocess.run([program, '--row', row, '--megabytes', str(megabytes)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+            if result.returncode != 0:
+                say(f'[zero_copy] {label}: FAILED: {result.stderr.strip()}')
+                continue
+            sample = json.loads(result.stdout.strip().splitlines()[-1])
+            out.setdefault(row, []).append(sample)
+            say(f'[zero_copy] {label} · run {run + 1}/{runs}: {sample["gbytes_per_s"]:.2f} GB/s, '
+                f'{sample["cpu_s_per_gb"]:.3f} CPU s per GB')
+    return out
+
+
+def zero_copy_summary(raw):
+    """{row: (median GB/s, min, max, median CPU s per GB)}."""
+    return {row: (statistics.median(s['gbytes_per_s'] for s in samples),
+                  min(s['gbytes_per_s'] for s in samples), max(s['gbytes_per_s'] for s in samples),
+                  statistics.median(s['cpu_s_per_gb'] for s in samples))
+            for row, samples in raw.items() if samples}
+
+
+def zero_copy_table(summary, megabytes):
+    lines = [f'{f"zero-copy, {megabytes} MiB per sample":<40} {"GB/s":>8} {"min - max":>15} '
+             f'{"CPU s/GB":>9} {"vs copy":>16}']
+    for row, label, other in ZERO_COPY_ROWS:
+        entry = summary.get(row)
+        if not entry:
+            continue
+        versus = ''
+        if other and summary.get(other):
+            versus = f'{entry[0] / summary[other][0]:.2f}x, CPU {entry[3] / summary[other][3]:.2f}x'
+        lines.append(f'{label:<40} {entry[0]:>8.2f} {f"{entry[1]:.2f} - {entry[2]:.2f}":>15} '
+                     f'{entry[3]:>9.3f} {versus:>16}')
+    return '\n'.join(lines)
+
+
 def lateness_label(work_us):
     return 'no work' if work_us == 0 else f'{work_us} µs per chunk'
 
@@ -468,7 +520,7 @@ def lateness_table(summary, megabytes):
     return '\n'.join(lines)
 
 
-def goals(results, alloc, framed, lateness=None):
+def goals(results, alloc, framed, lateness=None, zero_copy=None):
     """The goals of the benchmark issues: (text, value, met or None when not measured)."""
     def ratio(workload, other):
         a, b = results.get((workload, 'coronet')), results.get((workload, other))
@@ -519,6 +571,15 @@ def goals(results, alloc, framed, lateness=None):
                 out.append((f'{label}, {lateness_label(work)}: a 10 ms timer\'s worst lateness under '
                             f'the flood < {LATENESS_GOAL_MS} ms in every run (ms)', worst,
                             worst < LATENESS_GOAL_MS))
+    zero_copy = zero_copy or {}
+    if zero_copy.get('pipe') and zero_copy.get('copy_loop'):
+        speed = zero_copy['pipe'][0] / zero_copy['copy_loop'][0]
+        cpu = zero_copy['pipe'][3] / zero_copy['copy_loop'][3]
+        out.append(('proxy with pipe_both() (splice) >= 1.3x the copy-loop proxy (GB/s)', speed, speed >= 1.3))
+        out.append(('proxy with pipe_both() uses less CPU per GB than the copy loop (ratio)', cpu, cpu < 1.0))
+    if zero_copy.get('send_file') and zero_copy.get('read_write'):
+        cpu = zero_copy['send_file'][3] / zero_copy['read_write'][3]
+        out.append(('send_file() uses less CPU per GB than pread() + write() (ratio)', cpu, cpu < 1.0))
     return out
 
 
@@ -714,6 +775,12 @@ def main():
         lateness_raw = lateness_runs(build_dir, lateness_mb, runs)
         lateness = lateness_summary(lateness_raw)
 
+    zero_copy_raw, zero_copy = {}, {}
+    if step_wanted('zero_copy'):
+        zero_copy_raw = zero_copy_runs(build_dir, ZERO_COPY_MEGABYTES // 2 if args.short else ZERO_COPY_MEGABYTES,
+                                       runs)
+        zero_copy = zero_copy_summary(zero_copy_raw)
+
     elapsed = time.monotonic() - started
     info = machine()
     when = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
@@ -731,9 +798,12 @@ def main():
     if lateness:
         say('')
         say(lateness_table(lateness, lateness_mb))
+    if zero_copy:
+        say('')
+        say(zero_copy_table(zero_copy, ZERO_COPY_MEGABYTES // 2 if args.short else ZERO_COPY_MEGABYTES))
     say('')
     say('goals:')
-    checks = goals(results, alloc, framed, lateness)
+    checks = goals(results, alloc, framed, lateness, zero_copy)
     for text, value, met in checks:
         if met is not None:
             say(f'  {"pass " if met else "short"}  {text} ({value:.3f})')
@@ -755,6 +825,9 @@ def main():
                             'min': entry['worst'][1], 'max': entry['worst'][2],
                             'p99_median': entry['p99']}
                            for (reader, work), entry in lateness.items()],
+        'zero_copy': [{'row': row, 'metric': 'gbytes_per_s', 'unit': 'GB/s', 'samples': zero_copy_raw[row],
+                       'median': entry[0], 'min': entry[1], 'max': entry[2], 'cpu_s_per_gb_median': entry[3]}
+                      for row, entry in zero_copy.items()],
         'goals': [{'goal': t, 'value': v, 'met': m} for t, v, m in checks],
     }, indent=1))
     say(f'\nwrote {args.json}')

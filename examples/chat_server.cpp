@@ -15,6 +15,7 @@
 //   chat_server [--host 127.0.0.1] [--port 0] [--max-line 1024] [--idle-timeout 0]
 //               [--max-queue 1048576] [--write-timeout 5] [--grace 5]
 #include <csignal>
+#include <cstdio>
 #include <list>
 #include <memory>
 
@@ -107,10 +108,19 @@ class room {
     co_return winner.index() == 0;
   }
 
-  std::string who() const {
+  /// "* here: ann bob"; with `rtt`, each TCP client's smoothed round-trip time from
+  /// TCP_INFO as well: "* here: ann (rtt 0.05 ms) bob (rtt 12.30 ms)".
+  std::string who(bool rtt = false) const {
     std::string list = "* here:";
     for (const auto& c : clients_) {
-      if (!c->name.empty()) list += " " + c->name;
+      if (c->name.empty()) continue;
+      list += " " + c->name;
+      const auto info = rtt && c->connected() ? c->socket->info() : std::nullopt;
+      if (info) {
+        char ms[32];
+        std::snprintf(ms, sizeof ms, " (rtt %.2f ms)", info->rtt.count() / 1000.0);
+        list += ms;
+      }
     }
     return list + "\n";
   }
@@ -183,7 +193,7 @@ bool handle(room& chat, client& me, std::string_view text) {
       chat.broadcast("* " + old + " is now " + me.name + "\n");
     }
   } else if (text == "/who") {
-    chat.send(me, chat.who());
+    chat.send(me, chat.who(true));
   } else if (text == "/quit") {
     chat.send(me, "* bye\n");
     return false;

@@ -363,6 +363,8 @@ TEST_CASE("a server's block_list closes a blocked peer at once; others get throu
     CHECK(blocked[0].local.port == port);
     CHECK(dropped == 0);  // 'drop' is max_connections' alone
     CHECK(server.connections() == 0);
+    CHECK(server.stats().accepted == 0);
+    CHECK(server.stats().dropped == 0);
     CHECK_FALSE(accepted.has_value());  // accept() skipped it and waits on
 
     Socket welcome = co_await coronet::connect(port, "::1");

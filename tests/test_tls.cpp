@@ -725,6 +725,47 @@ TEST_CASE("tls: openssl s_client talks to a coronet server; s_server to a corone
   });
 }
 
+TEST_CASE(
+    "tls: pipe() and send_file() copy through TLS instead of splicing, and the peer decrypts every "
+    "byte") {
+  const std::string data = test::random_bytes(2 * 1024 * 1024, 21);
+  char name[] = "/tmp/coronet-tls-file-XXXXXX";
+  const int fd = ::mkstemp(name);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()));
+  test::run([&]() -> coronet::awaitable<void> {
+    tls_pair secure;
+    co_await make_tls_pair(secure, {.allow_half_open = true});
+    test::pair plain;
+    co_await test::make_pair(plain, {.allow_half_open = true});
+    // Plain bytes in, TLS out: pipe() must not splice ciphertext-less bytes into TLS.
+    std::string got;
+    auto into_tls = [&]() -> coronet::awaitable<void> {
+      const coronet::PipeResult moved = co_await coronet::pipe(plain.accepted, secure.accepted);
+      CHECK(!moved.zero_copy);
+      CHECK(moved.bytes == data.size());
+    };
+    auto reader = [&]() -> coronet::awaitable<void> {
+      got = co_await test::read_all(secure.client);
+    };
+    co_await (into_tls() && plain.client.end(data) && reader());
+    CHECK(got == data);
+    // send_file() over TLS: the pread + write fallback, encrypted by the layer.
+    auto file = [&]() -> coronet::awaitable<void> {
+      CHECK(co_await secure.client.send_file(fd, 0) == data.size());
+      co_await secure.client.end();
+    };
+    std::string back;
+    auto back_reader = [&]() -> coronet::awaitable<void> {
+      back = co_await test::read_all(secure.accepted);
+    };
+    co_await (file() && back_reader());
+    CHECK(back == data);
+  });
+  ::close(fd);
+  ::unlink(name);
+}
+
 TEST_CASE("tls::connect() honours block_list before any handshake, as connect() does") {
   test::run([]() -> coronet::awaitable<void> {
     coronet::Server server;  // plain TCP: nothing gets far enough to hand-shake

@@ -197,6 +197,8 @@ inline std::string_view errno_name(int value) noexcept {
     CORONET_ERRNO(ECONNRESET)
     CORONET_ERRNO(EHOSTUNREACH)
     CORONET_ERRNO(EINVAL)
+    CORONET_ERRNO(EIO)
+    CORONET_ERRNO(EISDIR)
     CORONET_ERRNO(EMFILE)
     CORONET_ERRNO(ENETDOWN)
     CORONET_ERRNO(ENETUNREACH)
@@ -246,6 +248,24 @@ inline error syscall_error(std::string_view syscall, const std::error_code& ec,
     message += where;
   }
   return error(ec, std::move(message));
+}
+
+/// The one error every cancelled operation throws, whatever cancelled it (a timer
+/// through `||`, a cancellation slot, a parent coroutine): "read_line cancelled",
+/// with code() == std::errc::operation_canceled. cancelled_operation() reads the
+/// name back, so this is the only place that knows the message's shape.
+inline error cancelled_error(std::string_view op) {
+  return error(asio::error::operation_aborted, std::string(op) + " cancelled");
+}
+
+/// The operation a cancelled_error() names ("read_line"); empty for any other error.
+inline std::string_view cancelled_operation(const std::system_error& e) noexcept {
+  constexpr std::string_view suffix = " cancelled";
+  const std::string_view message = e.what();
+  const bool cancelled =
+      e.code() == std::errc::operation_canceled || e.code() == asio::error::operation_aborted;
+  if (!cancelled || !message.ends_with(suffix)) return {};
+  return message.substr(0, message.size() - suffix.size());
 }
 
 /// An integer as Node prints it in ERR_OUT_OF_RANGE: digits grouped by '_' beyond

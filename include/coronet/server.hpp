@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -72,6 +73,16 @@ struct ServerOptions {
 struct DropInfo {
   Address local{};   ///< the server's end of the dropped connection
   Address remote{};  ///< the client's end
+};
+
+/// What a server has done so far (server.stats()), over every connection it
+/// accepted, closed ones included.
+struct ServerStats {
+  std::uint64_t accepted = 0;       ///< connections accept() took (dropped ones are not among them)
+  std::uint64_t dropped = 0;        ///< connections closed at once because of max_connections
+  std::size_t active = 0;           ///< open now, as connections()
+  std::uint64_t bytes_read = 0;     ///< received over all of them, open and closed
+  std::uint64_t bytes_written = 0;  ///< handed to the kernel over all of them
 };
 
 /// What server.shutdown() did with the connections that were open when it began.
@@ -175,9 +186,11 @@ class basic_server {
   /// on_blocked()). Throws errc::server_not_running when not listening,
   /// operation_aborted when close() interrupts it ("accept aborted: the server was
   /// closed"), "accept EMFILE" and the like when the process is out of resources
-  /// (serve() rides those out; a bare accept() loop should too). Cancelled, it
-  /// throws operation_aborted and leaves the next connection in the backlog; if
-  /// the cancellation loses a race with the accept, that connection is closed.
+  /// (serve() rides those out; a bare accept() loop should too). Cancelled (`||`,
+  /// a cancellation slot, a parent coroutine, coronet::timeout()), it throws
+  /// operation_aborted ("accept cancelled"), holds no descriptor, and the next
+  /// connection stays for the next accept(): in the backlog, or, if it was accepted
+  /// in the same instant, held by the server (closed if the server closes first).
   awaitable<socket_type> accept() { return accept_on(state_); }
 
   /// Accepts until close(), running `handler(socket)` (a coroutine returning
@@ -236,6 +249,7 @@ class basic_server {
     if (!listening()) throw error(errc::server_not_running);
     std::error_code ignored;
     state_->acceptor->close(ignored);
+    state_->held.reset();  // as the kernel drops its backlog
     if (!state_->socket_file.empty()) ::unlink(std::exchange(state_->socket_file, {}).c_str());
     state_->tracker->notify();
   }
@@ -262,12 +276,14 @@ class basic_server {
   }
 
   /// Completes once the server is closed and every socket it accepted has closed
-  /// (Node's 'close' event). Cancelling it changes nothing on the server.
+  /// (Node's 'close' event). Cancelled, it throws operation_aborted ("wait_closed
+  /// cancelled") and changes nothing on the server.
   awaitable<void> wait_closed() {
     auto s = state_;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
     while (s->listening() || (s->tracker && s->tracker->count() > 0)) {
-      if (!co_await s->tracker->wait_for_change()) {
-        throw error(asio::error::operation_aborted, "wait_closed cancelled");
+      if (is_cancelled(cancel) || !co_await s->tracker->wait_for_change()) {
+        throw detail::cancelled_error("wait_closed");
       }
     }
   }
@@ -287,6 +303,22 @@ class basic_server {
   /// Accepted sockets not yet closed (Node's getConnections()).
   std::size_t connections() const {
     return state_ && state_->tracker ? state_->tracker->count() : 0;
+  }
+  /// Counts and byte totals since the first listen(): all zero before it. It costs
+  /// nothing per read or write; a call walks the open connections' counters, so it
+  /// suits a metrics endpoint rather than every request. Same thread rules as
+  /// connections(): ask from the thread (or strand) its sockets run on.
+  ServerStats stats() const {
+    if (!state_ || !state_->tracker) return {};
+    const auto& t = *state_->tracker;
+    ServerStats stats{t.accepted(), t.dropped_count(), t.count(), t.closed_bytes_read(),
+                      t.closed_bytes_written()};
+    t.for_each_linked([&stats](const detail::tracked_connection& c) {
+      const auto& core = static_cast<const detail::socket_core<Executor>&>(c);
+      stats.bytes_read += core.bytes_read();
+      stats.bytes_written += core.bytes_written();
+    });
+    return stats;
   }
   /// The options it was constructed with.
   const ServerOptions& options() const { return state_->options; }
@@ -321,6 +353,9 @@ class basic_server {
     bool dropping = false;      // drop_while_full() runs: nobody else need start it
     bool unix_domain = false;   // listening on a path
     std::string socket_file;    // the file listen() created, removed by close()
+    /// A connection accepted in the instant its accept() was cancelled: the next
+    /// accept() takes it, as it would have taken it from the backlog.
+    std::optional<std::pair<stream_type, local_protocol::endpoint>> held;
     bool listening() const { return acceptor && acceptor->is_open(); }
     executor_type executor() { return acceptor->get_executor(); }
   };
@@ -519,6 +554,10 @@ class basic_server {
     bool counted_ = true;
   };
 
+  static bool is_cancelled(const asio::cancellation_state& cancel) {
+    return cancel.cancelled() != asio::cancellation_type::none;
+  }
+
   static awaitable<socket_type> accept_on(state_ptr s) {
     for (;;) {
       auto connection = co_await accept_stream_on(s);
@@ -533,11 +572,24 @@ class basic_server {
   static awaitable<detail::connected_stream<Executor>> accept_stream_on(state_ptr s) {
     if (!s->listening()) throw error(errc::server_not_running);
     waiting_in_accept waiting{*s};
+    const auto cancel = co_await asio::this_coro::cancellation_state;
     for (;;) {
       local_protocol::endpoint remote;
       stream_type peer(s->executor());
-      auto [ec] = co_await s->acceptor->async_accept(
-          peer, remote, asio::experimental::as_tuple(asio::use_awaitable));
+      std::error_code ec;
+      if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
+      if (s->held) {
+        // Taken only after a turn of the executor, never at once: `||` discards an
+        // operand that completes at once but after the other, and the connection
+        // with it. After the turn a cancellation is seen, and the connection stays.
+        co_await asio::post(s->executor(), asio::use_awaitable);
+        if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
+        if (!s->held) continue;  // another accept() took it meanwhile
+        std::tie(peer, remote) = std::move(*std::exchange(s->held, std::nullopt));
+      } else {
+        std::tie(ec) = co_await s->acceptor->async_accept(
+            peer, remote, asio::experimental::as_tuple(asio::use_awaitable));
+      }
       if (ec == asio::error::operation_aborted && !s->listening()) {
         throw error(ec, "accept aborted: the server was closed");
       }
@@ -548,6 +600,10 @@ class basic_server {
         peer.close(ignored);
         throw error(asio::error::operation_aborted, "accept aborted: the server was closed");
       }
+      if (is_cancelled(cancel)) {
+        if (!ec) s->held.emplace(std::move(peer), remote);
+        throw detail::cancelled_error("accept");
+      }
       if (is_failed_connection(ec)) continue;
       if (ec) {
         waiting.stop();
@@ -555,11 +611,11 @@ class basic_server {
         throw detail::syscall_error("accept", ec);
       }
       if (over_limit(*s)) {
-        drop(*s, peer, remote, s->on_drop);
+        drop(*s, peer, remote, refusal::full);
         continue;
       }
       if (is_blocked(*s, remote)) {
-        drop(*s, peer, remote, s->on_blocked);
+        drop(*s, peer, remote, refusal::blocked);
         continue;
       }
       waiting.stop();
@@ -648,7 +704,7 @@ class basic_server {
       stream_type peer(s->executor());
       if (!ec) s->acceptor->accept(peer, remote, ec);
       if (!ec) {
-        drop(*s, peer, remote, s->on_drop);
+        drop(*s, peer, remote, refusal::full);
       } else if (is_resource_exhaustion(ec)) {
         co_await pause_accepting(s);
       }
@@ -664,15 +720,21 @@ class basic_server {
     return s.options.max_connections != 0 && s.tracker->count() >= s.options.max_connections;
   }
 
-  /// Closes a connection beyond max_connections or from a blocked peer and tells
-  /// `hook`: the client sees its connect succeed, then FIN, with no data, as with Node.
+  /// Why drop() closes a connection: it decides which hook hears of it.
+  enum class refusal { full, blocked };
+
+  /// Closes a connection beyond max_connections (on_drop(), counted in stats()) or
+  /// from a blocked peer (on_blocked()): the client sees its connect succeed, then
+  /// FIN, with no data, as with Node.
   static void drop(state& s, stream_type& peer, const local_protocol::endpoint& remote,
-                   const std::function<void(const DropInfo&)>& hook) {
+                   refusal why) {
     DropInfo info;
     std::error_code ec;
     if (auto local = peer.local_endpoint(ec); !ec) info.local = detail::to_address(local);
     if (!s.unix_domain) info.remote = detail::to_address(remote);
     peer.close(ec);
+    if (why == refusal::full) s.tracker->dropped();
+    const auto& hook = why == refusal::full ? s.on_drop : s.on_blocked;
     if (hook) hook(info);
   }
 
@@ -695,6 +757,7 @@ class basic_server {
       std::error_code ignored;
       s->acceptor->close(ignored);
     }
+    s->held.reset();  // as the kernel drops its backlog
     ShutdownResult result;
     if (!s->tracker) co_return result;  // it never listened: no connections
     const auto open = s->tracker->linked();

@@ -507,6 +507,125 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   const TlsInfo* tls() const { return layer_ ? &layer_->info() : nullptr; }
   Executor get_executor() { return socket_.get_executor(); }
 
+  // ---------------------------------------------------------------- zero-copy hooks
+  //
+  // pipe() (pipe.hpp) and send_file() (detail/zero_copy.hpp) let the kernel move
+  // bytes between descriptors (splice(2), sendfile(2)) without passing them through
+  // the receive buffer or the write queue. These hooks are how they keep the core's
+  // rules: the read side is claimed as read() claims it, waits follow the same
+  // cancellation and idle-timeout rules, and moved bytes count as the core's own.
+  // Nothing else in the core knows about them.
+
+  /// True when the descriptor carries the stream's bytes as they are (TCP and Unix),
+  /// so the kernel may splice or sendfile them. Over TLS it does not: the movers
+  /// then copy through the core (read(), write_nowait(), send_some()) instead.
+  bool plain_descriptor() const { return !layer_; }
+  int descriptor() { return socket_.native_handle(); }
+
+  /// The read side, claimed as read() claims it (errc::read_in_progress if a read
+  /// waits), so the idle timer knows a reader is waiting.
+  class read_claim {
+   public:
+    read_claim(socket_core& core, const char* op) : core_(core) {
+      core_.check_readable(op);
+      core_.reading_ = true;
+    }
+    ~read_claim() { core_.reading_ = false; }
+    read_claim(const read_claim&) = delete;
+    read_claim& operator=(const read_claim&) = delete;
+
+   private:
+    socket_core& core_;
+  };
+  /// Held by send_file(): writes made meanwhile queue behind it, as behind a flusher.
+  /// release() lets them go (a frame destroyed unresumed only drops the claim).
+  class write_claim {
+   public:
+    explicit write_claim(socket_core& core) : core_(core) { core_.flushing_ = true; }
+    ~write_claim() {
+      if (core_.flushing_) core_.flushing_ = false;
+    }
+    write_claim(const write_claim&) = delete;
+    write_claim& operator=(const write_claim&) = delete;
+    void release() {
+      core_.flushing_ = false;
+      core_.write_event_.notify_all();
+      core_.ensure_flusher();
+    }
+
+   private:
+    socket_core& core_;
+  };
+  void check_writable_for(const char* op) const { check_writable(op); }
+  /// Nothing queued, no flush running, not corked: bytes sent now keep the queue's order.
+  bool write_side_free() const { return can_send_directly(); }
+
+  /// A FIN that a paused read met is taken now; true once the peer's FIN was read.
+  bool take_fin() {
+    if (std::exchange(fin_held_, false)) on_peer_end();
+    return read_eof_;
+  }
+  /// The source's receive buffer, raw (no decoding), handed out as read() would.
+  std::string_view take_received() { return received_.take(received_.size()); }
+  void peer_ended() { on_peer_end(); }
+  /// Bytes the kernel moved for us count as received or sent, and as activity.
+  void count_received(std::size_t n) {
+    bytes_read_ += n;
+    budget_bytes_ += n;
+    ++budget_ops_;
+    idle_fired_for_reader_ = false;  // bytes moved: the idle period the timer saw is over
+    note_activity();
+  }
+  void count_sent(std::size_t n) {
+    bytes_written_ += n;
+    note_activity();
+  }
+  /// One non-blocking send, as write() sends: `sent` may be short, 0 when the kernel is full.
+  std::error_code send_some(asio::const_buffer data, std::size_t& sent) {
+    sent = 0;
+    return send_now({&data, 1}, sent);
+  }
+  /// A copy of bytes owed to the peer, queued behind what is queued (a cancelled mover's rest).
+  void queue_copy(std::string_view bytes) { push_copy(asio::buffer(bytes)); }
+  /// An I/O error on this socket: it is destroyed, and the error is returned to throw.
+  error fail_with(const char* op, std::error_code ec) { return fail(op, ec); }
+
+  /// The budget, for a mover that may never wait: when over_budget_for() says so
+  /// (it throws if cancelled), co_await pace() before moving more.
+  bool over_budget_for(const char* op, const asio::cancellation_state& cancel) const {
+    return must_yield(op, cancel);
+  }
+  awaitable<void> pace(const char* op, const asio::cancellation_state& cancel) {
+    return yield_turn(op, cancel);
+  }
+  /// Whether destroy() or an I/O error closed it (a graceful close is not a failure).
+  bool failed() const { return static_cast<bool>(failure_); }
+  awaitable<void> wait_to_read(const char* op, const asio::cancellation_state& cancel) {
+    if (paused_)
+      co_await wait_until_resumed(op, cancel);
+    else
+      co_await wait_readable(op, cancel);
+  }
+  /// Waits until the kernel takes more bytes, with a read's rules: throws when
+  /// cancelled, destroyed, or when set_timeout()'s idle period passes meanwhile.
+  awaitable<void> wait_writable(const char* op, const asio::cancellation_state& cancel) {
+    // before_wait() without its trim(): a view that a read of this socket lent out
+    // stays valid while bytes are written into it.
+    throw_if_cancelled(cancel, op);
+    if (std::exchange(idle_expired_, false)) {
+      idle_fired_for_reader_ = false;
+      throw timeout_error(op);
+    }
+    rested();
+    writer_guard waiting{writable_waiters_};
+    // TLS may have to read before it can write on, as flush() knows.
+    const bool needs_read = layer_ && layer_->blocked_on() == readiness::readable;
+    auto [waited] = co_await socket_.async_wait(
+        needs_read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
+        asio::experimental::as_tuple(asio::use_awaitable));
+    after_wait(op, waited, cancel);
+  }
+
  private:
   struct reading_guard {
     socket_core& core;
@@ -593,7 +712,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   void throw_if_cancelled(const asio::cancellation_state& cancel, const char* op) const {
     if (!is_cancelled(cancel)) return;
     if (failure_) throw failure_error(op);
-    throw error(asio::error::operation_aborted, std::string(op) + " cancelled");
+    throw cancelled_error(op);
   }
 
   /// Where every operation starts: a cancelled caller goes no further, and a
@@ -873,7 +992,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
       throw timeout_error(op);
     }
     throw_if_cancelled(cancel, op);
-    if (ec == asio::error::operation_aborted) throw error(ec, std::string(op) + " cancelled");
+    if (ec == asio::error::operation_aborted) throw cancelled_error(op);
   }
 
   awaitable<void> wait_until_resumed(const char* op, const asio::cancellation_state& cancel) {
@@ -915,8 +1034,28 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     if (corked_ == 0) ensure_flusher();
   }
 
-  /// One non-blocking gather send; `sent` may be short. MSG_NOSIGNAL: a reset peer
-  /// is an error on this socket, never a SIGPIPE for the process.
+  /// The one place bytes leave: through the secure layer when there is one, else
+  /// one non-blocking gather sendmsg (MSG_NOSIGNAL: a reset peer is an error on
+  /// this socket, never a SIGPIPE for the process). `sent` may be short;
+  /// would_block when the kernel takes nothing now.
+  std::error_code transmit(const iovec* iov, std::size_t count, std::size_t& sent) {
+    if (layer_) return layer_->send(iov, count, sent);
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = count;
+    ssize_t r;
+    do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      const int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
+      return {e, std::system_category()};
+    }
+    sent = static_cast<std::size_t>(r);
+    return {};
+  }
+
+  /// A write's first try, before anything is queued: `sent` may be short.
   std::error_code send_now(std::span<const asio::const_buffer> data, std::size_t& sent) {
     iovec iov[max_iov];
     std::size_t count = 0;
@@ -928,24 +1067,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
       ++count;
     }
     if (count == 0) return {};
-    if (layer_) {
-      std::error_code ec = layer_->send(iov, count, sent);
-      if (ec == asio::error::would_block) return {};
-      if (ec) return ec;
-    } else {
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = count;
-      ssize_t r;
-      do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-      while (r < 0 && errno == EINTR);
-      if (r < 0) {
-        int e = errno;
-        if (e == EAGAIN || e == EWOULDBLOCK) return {};
-        return {e, std::system_category()};
-      }
-      sent = static_cast<std::size_t>(r);
-    }
+    std::error_code ec = transmit(iov, count, sent);
+    if (ec == asio::error::would_block) return {};
+    if (ec) return ec;
     bytes_written_ += sent;
     note_activity();
     return {};
@@ -1056,22 +1180,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     iovec iov[max_iov];
     const std::size_t count = queue_.gather(iov, max_iov);
     std::size_t sent = 0;
-    if (layer_) {
-      if (std::error_code ec = layer_->send(iov, count, sent)) return ec;
-    } else {
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = count;
-      ssize_t r;
-      do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-      while (r < 0 && errno == EINTR);
-      if (r < 0) {
-        int e = errno;
-        if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
-        return {e, std::system_category()};
-      }
-      sent = static_cast<std::size_t>(r);
-    }
+    if (std::error_code ec = transmit(iov, count, sent)) return ec;
     queue_.consume(sent);
     bytes_written_ += sent;
     note_activity();
@@ -1130,7 +1239,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     }
     suppressed_once_ = false;
     idle_expired_ = true;  // once per idle period: not re-armed until I/O happens
-    if (reading_) {
+    if (reading_ || writable_waiters_ > 0) {  // (a zero-copy mover's wait counts too)
       idle_fired_for_reader_ = true;
       std::error_code ignored;
       socket_.cancel(ignored);     // a read waiting on the socket ...
@@ -1156,7 +1265,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     resume_event_.notify_all();
     if (tracker_) {
       tracker_->unlink(*this);
-      std::exchange(tracker_, nullptr)->closed();
+      std::exchange(tracker_, nullptr)->closed(bytes_read_, bytes_written_);
     }
   }
 
@@ -1257,6 +1366,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   bool idle_expired_ = false;
   bool suppressed_once_ = false;
   bool idle_fired_for_reader_ = false;
+  int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())
 
   // server shutdown
   bool end_when_idle_ = false;    // server.shutdown() asked: end at the next idle moment

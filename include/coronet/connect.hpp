@@ -156,19 +156,27 @@ awaitable<std::vector<tcp::endpoint>> resolve(Executor executor, const ConnectOp
   co_return endpoints;
 }
 
+/// Where an attempt at `target` binds first (options.local_address/local_port),
+/// or nullopt. Worked out before the attempt is spawned: the attempt may run after
+/// connect()'s frame, which owns the option strings, is gone (a cancelled connect()).
+inline std::optional<tcp::endpoint> local_bind(const tcp::endpoint& target,
+                                               const ConnectOptions& o) {
+  if (o.local_address.empty() && o.local_port == 0) return std::nullopt;
+  auto local = o.local_address.empty()
+                   ? (target.address().is_v4() ? asio::ip::address(asio::ip::address_v4::any())
+                                               : asio::ip::address(asio::ip::address_v6::any()))
+                   : *parse_ip(o.local_address);
+  return tcp::endpoint(local, static_cast<std::uint16_t>(o.local_port));
+}
+
 /// One attempt; on failure returns the error and leaves `socket` closed.
 template <typename Executor>
 awaitable<std::error_code> try_connect(asio::basic_stream_socket<tcp, Executor>& socket,
-                                       const tcp::endpoint& target, const ConnectOptions& o) {
+                                       const tcp::endpoint& target,
+                                       std::optional<tcp::endpoint> bind_to) {
   std::error_code ec;
   socket.open(target.protocol(), ec);
-  if (!ec && (!o.local_address.empty() || o.local_port != 0)) {
-    auto local = o.local_address.empty()
-                     ? (target.address().is_v4() ? asio::ip::address(asio::ip::address_v4::any())
-                                                 : asio::ip::address(asio::ip::address_v6::any()))
-                     : *parse_ip(o.local_address);
-    socket.bind({local, static_cast<std::uint16_t>(o.local_port)}, ec);
-  }
+  if (!ec && bind_to) socket.bind(*bind_to, ec);
   if (!ec) {
     auto [e] =
         co_await socket.async_connect(target, asio::experimental::as_tuple(asio::use_awaitable));
@@ -231,10 +239,10 @@ struct connect_race {
 
 template <typename Executor>
 awaitable<void> connect_attempt(std::shared_ptr<connect_race<Executor>> race, tcp::endpoint target,
-                                ConnectOptions o, Executor executor) {
+                                std::optional<tcp::endpoint> bind_to, Executor executor) {
   auto socket = std::make_shared<typename connect_race<Executor>::socket_type>(executor);
   race->in_flight.push_back(socket);
-  std::error_code ec = co_await try_connect(*socket, target, o);
+  std::error_code ec = co_await try_connect(*socket, target, bind_to);
   std::erase(race->in_flight, socket);
   --race->running;
   if (!race->winner) {
@@ -278,7 +286,9 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
         continue;
       }
       ++race->running;
-      asio::co_spawn(executor, connect_attempt(race, targets[next++], o, executor), asio::detached);
+      const auto& target = targets[next++];
+      asio::co_spawn(executor, connect_attempt(race, target, local_bind(target, o), executor),
+                     asio::detached);
       launch_now = false;
     }
     if (race->running == 0 && next == targets.size()) break;  // every attempt failed

@@ -11,6 +11,7 @@ using coronet::Socket;
 using test::certificates;
 using test::child_process;
 using namespace std::chrono_literals;
+using namespace asio::experimental::awaitable_operators;
 
 namespace {
 

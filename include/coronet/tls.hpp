@@ -563,6 +563,13 @@ class basic_server {
 
   void close() { tcp_.close(); }
   awaitable<void> wait_closed() { return tcp_.wait_closed(); }
+  /// As coronet::basic_server::shutdown(): an idle connection ends (close_notify,
+  /// then FIN) at once, a busy one when it goes idle, the rest are destroyed after
+  /// `grace`. A connection still in its handshake is closed when the handshake
+  /// ends, never handed out.
+  awaitable<ShutdownResult> shutdown(std::chrono::milliseconds grace) {
+    return tcp_.shutdown(grace);
+  }
   std::optional<Address> address() const { return tcp_.address(); }
   bool listening() const { return tcp_.listening(); }
   std::size_t connections() const { return tcp_.connections(); }

@@ -65,7 +65,7 @@ struct Options {
   /// client whose list shares nothing with it.
   std::span<const std::string_view> alpn_protocols{};
   std::string_view min_version = "TLSv1.2";  ///< "TLSv1", "TLSv1.1", "TLSv1.2" or "TLSv1.3"
-  std::string_view max_version = "TLSv1.3";
+  std::string_view max_version = "TLSv1.3";  ///< the newest version offered or accepted
   std::string_view ciphers{};  ///< an OpenSSL cipher list for TLS 1.2 and below; empty: OpenSSL's
   // ---- client only
   /// The SNI name to send and the name the certificate must carry. Empty: the
@@ -440,15 +440,18 @@ awaitable<std::unique_ptr<tls_layer>> secure(Stream& stream, std::shared_ptr<con
   co_return layer;
 }
 
-/// connect()'s own copies of the caller's strings (the options hold views).
+/// connect()'s own copies of the caller's strings and block list (the options
+/// hold views and a pointer).
 struct connect_strings {
   std::string host, local_address, path, servername, session;
+  std::optional<BlockList> block_list;
   connect_strings(const ConnectOptions& net, const Options& tls)
       : host(net.host),
         local_address(net.local_address),
         path(net.path),
         servername(tls.servername),
-        session(tls.session) {}
+        session(tls.session),
+        block_list(coronet::detail::own_block_list(net)) {}
 };
 
 /// tls::connect()'s coroutine: `o` is re-pointed at `own` before anything else.
@@ -459,6 +462,7 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, O
   o.host = own.host;
   o.local_address = own.local_address;
   o.path = own.path;
+  o.block_list = own.block_list ? &*own.block_list : nullptr;
   auto connection = co_await coronet::detail::open_connection(executor, o);
   // Node sends SNI only for a name, and checks the certificate against the
   // servername when one is given, else against the host.
@@ -522,8 +526,8 @@ awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOption
 template <typename Executor = asio::any_io_executor>
 class basic_server {
  public:
-  using executor_type = Executor;
-  using socket_type = basic_socket<Executor>;
+  using executor_type = Executor;              ///< as coronet::basic_server's
+  using socket_type = basic_socket<Executor>;  ///< what accept() and serve() hand out
 
   /// A server that does not listen yet. `tls` is loaded now: a missing file or a
   /// key that does not match its certificate throws errc::invalid_argument here.
@@ -561,6 +565,8 @@ class basic_server {
     return serve_on(tcp_.state_, state_, std::move(handler));
   }
 
+  ///@{
+  /// As coronet::basic_server's.
   void close() { tcp_.close(); }
   awaitable<void> wait_closed() { return tcp_.wait_closed(); }
   /// As coronet::basic_server::shutdown(): an idle connection ends (close_notify,
@@ -574,6 +580,7 @@ class basic_server {
   bool listening() const { return tcp_.listening(); }
   std::size_t connections() const { return tcp_.connections(); }
   executor_type get_executor() const { return tcp_.get_executor(); }
+  ///@}
   /// The server's own Context (its certificate, trust, ALPN).
   const Context& context() const { return state_->context; }
 

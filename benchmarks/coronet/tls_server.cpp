@@ -28,9 +28,12 @@ int main(int argc, char** argv) {
   int port = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string_view flag = argv[i];
-    if (flag == "--port") port = std::atoi(argv[i + 1]);
-    else if (flag == "--cert") cert = argv[i + 1];
-    else if (flag == "--key") key = argv[i + 1];
+    if (flag == "--port")
+      port = std::atoi(argv[i + 1]);
+    else if (flag == "--cert")
+      cert = argv[i + 1];
+    else if (flag == "--key")
+      key = argv[i + 1];
   }
   if (cert.empty() || key.empty()) {
     std::cerr << "usage: coronet_tls_server --port PORT --cert FILE --key FILE\n";

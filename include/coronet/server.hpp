@@ -217,7 +217,7 @@ class basic_server {
         co_await pause_accepting(s);
         continue;
       }
-      asio::co_spawn(s->executor(), run_handler(handler, std::move(*socket)), asio::detached);
+      spawn_handler(s->executor(), handler, std::move(*socket));
     }
   }
 
@@ -766,6 +766,20 @@ class basic_server {
         throw error(asio::error::operation_aborted, "shutdown cancelled");
     }
     co_return tracker->count() > 0;
+  }
+
+  /// A function, or a lambda that captures nothing, leaves nothing its coroutine
+  /// could refer to: that coroutine runs as it is. Any other handler's coroutine may
+  /// refer to the handler's state, so it runs inside run_handler(), whose frame
+  /// keeps a copy of the handler alive (144 bytes per connection; docs/design.md).
+  /// Either way an exception ends that connection only: co_spawn() hands it to
+  /// asio::detached, which drops it, and the socket's destructor has closed it.
+  template <typename Handler>
+  static void spawn_handler(const executor_type& ex, Handler& handler, socket_type socket) {
+    if constexpr (std::is_pointer_v<Handler> || std::is_empty_v<Handler>)
+      asio::co_spawn(ex, handler(std::move(socket)), asio::detached);
+    else
+      asio::co_spawn(ex, run_handler(handler, std::move(socket)), asio::detached);
   }
 
   template <typename Handler>

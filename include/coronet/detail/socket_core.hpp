@@ -15,7 +15,7 @@
 // Reading. Received bytes live in one receive_buffer; read() hands out a view of
 // all of them, framed reads a view of one frame, and both stay valid until the
 // next read. A drained socket gives the buffer back and waits by receiving into
-// its small inline buffer (receive_small(); docs/design.md says why), so an idle
+// its small inline buffer (received_inline(); docs/design.md says why), so an idle
 // socket holds no buffer.
 //
 // Writing. A write first tries the kernel directly; only what the kernel refuses
@@ -157,9 +157,19 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
             // A layer's bytes must come through it: the inline receive would take them raw.
             co_await self->wait_readable("read", cancel);
             self->drained_ = false;
-          } else {
-            co_await self->receive_small("read", cancel);
+            continue;
           }
+          // The idle wait, written out here rather than in a coroutine of its own:
+          // an idle connection keeps every frame of its waiting read (docs/design.md
+          // counts them), and this one would cost ~270 bytes.
+          self->throw_if_cancelled(cancel, "read");
+          co_await self->yield_once();
+          if (!self->ready_to_receive_inline("read", cancel)) continue;
+          waiting_for_bytes waiting{*self};
+          if (self->end_if_idle() || self->read_eof_) continue;  // (ended by shutdown())
+          std::error_code waited;
+          const std::size_t n = co_await self->receive_inline(waited);
+          self->received_inline("read", waited, n, cancel);
           continue;
         }
         std::error_code ec = self->receive_more();
@@ -879,7 +889,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     return {};
   }
 
-  // Waiting for readability is written out in wait_readable() and receive_small(),
+  // Waiting for readability is written out in wait_readable() and read(),
   // and the single-threaded wait uses plain use_awaitable (errors arrive as
   // exceptions; they are rare): another coroutine frame, or as_tuple's adapter
   // frame, would push a waiting read past Asio's two-slot per-thread frame cache
@@ -912,32 +922,44 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   /// read()'s wait, once a recv() has found the socket drained. First it lets the
-  /// io_context run what else is ready: a server with many connections serves the
-  /// others while this peer answers, so the recv() below mostly finds bytes instead
-  /// of EAGAIN. Then Asio receives into the socket's small inline buffer, at once
-  /// if bytes are there, else when epoll reports them. No buffer is held while
-  /// idle, and a wake-up costs one recv() (a plain readiness wait re-arms epoll
-  /// with epoll_ctl and then needs a recv() of its own). When the inline buffer
-  /// fills, a burst is arriving: the rest of what the kernel holds is received
-  /// behind it at once, so the caller gets the burst as one chunk.
-  awaitable<void> receive_small(const char* op, const asio::cancellation_state& cancel) {
-    throw_if_cancelled(cancel, op);
-    co_await asio::post(socket_.get_executor(), asio::use_awaitable);
-    if (failure_) throw failure_error(op);  // destroyed or failed meanwhile
-    before_wait(op, cancel);                // or cancelled or timed out meanwhile
-    if (paused_) co_return;                 // or paused meanwhile: read() waits for resume()
-    waiting_for_bytes waiting{*this};
-    if (end_if_idle() || read_eof_) co_return;  // or ended by shutdown() meanwhile
-    std::error_code waited;
-    const std::size_t n = co_await socket_.async_receive(
-        asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, waited));
+  /// io_context run what else is ready (read() posts once): a server with many
+  /// connections serves the others while this peer answers, so the recv() below
+  /// mostly finds bytes instead of EAGAIN. Then Asio receives into the socket's
+  /// small inline buffer, at once if bytes are there, else when epoll reports them.
+  /// No buffer is held while idle, and a wake-up costs one recv() (a plain
+  /// readiness wait re-arms epoll with epoll_ctl and then needs a recv() of its
+  /// own). When the inline buffer fills, a burst is arriving: the rest of what the
+  /// kernel holds is received behind it at once, so the caller gets the burst as
+  /// one chunk.
+  ///
+  /// After the yield: whether read() still goes on to receive. Throws when the
+  /// socket was destroyed, failed, cancelled or timed out meanwhile; false when it
+  /// was paused meanwhile (read() then waits for resume()).
+  /// The two awaitables of that wait, made outside read() so that their
+  /// temporaries (buffers, completion tokens) take no room in its frame.
+  awaitable<void> yield_once() { return asio::post(socket_.get_executor(), asio::use_awaitable); }
+  awaitable<std::size_t> receive_inline(std::error_code& waited) {
+    return socket_.async_receive(asio::buffer(inline_),
+                                 asio::redirect_error(asio::use_awaitable, waited));
+  }
+
+  bool ready_to_receive_inline(const char* op, const asio::cancellation_state& cancel) {
+    if (failure_) throw failure_error(op);
+    before_wait(op, cancel);
+    return !paused_;
+  }
+
+  /// What the inline receive brought: bytes, FIN, an error, or a wake-up by our
+  /// idle timer or a cancellation (operation_aborted).
+  void received_inline(const char* op, const std::error_code& waited, std::size_t n,
+                       const asio::cancellation_state& cancel) {
     if (waited == asio::error::eof) {
       // A paused socket does not see FIN: it is held until resume().
       if (paused_)
         fin_held_ = true;
       else
         on_peer_end();
-      co_return;
+      return;
     }
     if (waited && waited != asio::error::operation_aborted) throw fail(op, waited);
     if (n > 0) {
@@ -1345,9 +1367,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   std::optional<Decoder> decoder_;
   bool reading_ = false;
   char peek_byte_ = 0;
-  std::array<char, 256> inline_;  // what read()'s wait receives; see receive_small()
+  std::array<char, 256> inline_;  // what read()'s wait receives; see received_inline()
   bool drained_ = true;           // the last recv() left nothing behind
-  bool fin_held_ = false;         // FIN that receive_small() met while paused
+  bool fin_held_ = false;         // FIN that read()'s inline receive met while paused
   std::uint64_t bytes_read_ = 0;
 
   // cooperative budget

@@ -110,13 +110,13 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
               std::unique_ptr<secure_layer> layer = nullptr)
       : socket_(std::move(socket)),
         layer_(std::move(layer)),
+        tracker_(std::move(tracker)),
+        high_water_mark_(settings.high_water_mark),
         remote_(remote),
         unix_domain_(settings.unix_domain),
         allow_half_open_(settings.allow_half_open),
         paused_(settings.paused),
-        high_water_mark_(settings.high_water_mark),
-        single_threaded_reactor_(reactor_is_single_threaded(socket_.get_executor())),
-        tracker_(std::move(tracker)) {
+        single_threaded_reactor_(reactor_is_single_threaded(socket_.get_executor())) {
     std::error_code ignored;
     socket_.native_non_blocking(true, ignored);
     if (tracker_) tracker_->opened();
@@ -253,9 +253,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   /// Decodes what read() returns from now on (Node's setEncoding()).
-  void set_encoding(encoding enc) { decoder_.emplace(enc); }
+  void set_encoding(encoding enc) { rarely().decoder.emplace(enc); }
   std::optional<encoding> get_encoding() const {
-    return decoder_ ? std::optional(decoder_->get_encoding()) : std::nullopt;
+    if (!rarely_ || !rarely_->decoder) return std::nullopt;
+    return rarely_->decoder->get_encoding();
   }
 
   /// Up to buffer.size() bytes into the caller's buffer; 0 once the peer has sent FIN.
@@ -504,12 +505,12 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   Address remote_address() const { return unix_domain_ ? Address{} : to_address(remote_); }
   /// Read from the kernel on first use and kept, so it still answers after close.
   Address local_address() {
-    if (!local_ && !closed_) {
+    if ((!rarely_ || !rarely_->local) && !closed_) {
       std::error_code ec;
       auto ep = socket_.local_endpoint(ec);
-      if (!ec) local_ = to_address(ep);
+      if (!ec) rarely().local = to_address(ep);
     }
-    return local_ ? *local_ : Address{};
+    return rarely_ && rarely_->local ? *rarely_->local : Address{};
   }
 
   stream_socket& native() { return socket_; }
@@ -779,21 +780,23 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// decoding produced nothing yet (a character split across reads).
   frame deliver(std::string_view raw) {
     charge(raw.size());
-    if (!decoder_) return raw;
-    decoded_.clear();
-    decoder_->write(raw, decoded_);
-    if (decoded_.empty()) return std::nullopt;
-    return std::string_view(decoded_);
+    if (!rarely_ || !rarely_->decoder) return raw;
+    std::string& text = rarely_->decoded;
+    text.clear();
+    rarely_->decoder->write(raw, text);
+    if (text.empty()) return std::nullopt;
+    return std::string_view(text);
   }
 
   /// At FIN: what the decoder still holds (Node emits an incomplete UTF-8 tail as
   /// one U+FFFD), then nullopt for good.
   frame deliver_end() {
-    if (!decoder_) return std::nullopt;
-    decoded_.clear();
-    decoder_->end(decoded_);
-    if (decoded_.empty()) return std::nullopt;
-    return std::string_view(decoded_);
+    if (!rarely_ || !rarely_->decoder) return std::nullopt;
+    std::string& text = rarely_->decoded;
+    text.clear();
+    rarely_->decoder->end(text);
+    if (text.empty()) return std::nullopt;
+    return std::string_view(text);
   }
 
   static std::size_t find(std::string_view held, std::string_view delimiter, std::size_t from) {
@@ -1344,13 +1347,48 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   static constexpr std::size_t max_iov = 64;
 
+  /// What few sockets use, allocated by the first use so that the many that never
+  /// do (an idle connection) do not carry it: 120 bytes (docs/design.md).
+  struct rarely_used {
+    std::optional<Address> local;  // the local address, once asked for
+    std::optional<Decoder> decoder;
+    std::string decoded;  // the last text handed out (with an encoding)
+  };
+  rarely_used& rarely() {
+    if (!rarely_) rarely_ = std::make_unique<rarely_used>();
+    return *rarely_;
+  }
+
+  // Ordered by size so that no padding falls between them (docs/design.md counts
+  // what an idle connection costs).
   stream_socket socket_;
   std::unique_ptr<secure_layer> layer_;  // null for plain TCP and Unix: the descriptor moves bytes
+  std::unique_ptr<rarely_used> rarely_;  // see rarely()
+  std::shared_ptr<connection_tracker> tracker_;
+  std::error_code failure_;  // why it closed, when not gracefully
+  receive_buffer received_;  // received, not yet handed out; views lent from here
+  write_queue queue_;
+  event<Executor> write_event_;
+  event<Executor> resume_event_;
+  std::uint64_t bytes_read_ = 0;
+  std::uint64_t bytes_written_ = 0;
+  std::size_t budget_bytes_ = 0;  // cooperative budget: bytes moved without waiting
+  std::size_t high_water_mark_;
+
+  // idle timeout
+  using timer = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor>;
+  std::unique_ptr<timer> idle_timer_;  // created by the first set_timeout()
+  std::chrono::milliseconds timeout_{0};
+  clock::time_point last_activity_{};
+
   endpoint remote_;
-  bool unix_domain_;
-  std::optional<Address> local_;
+  int budget_ops_ = 0;  // cooperative budget: operations completed without waiting
+  int corked_ = 0;
+  int waiting_writers_ = 0;
+  int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())
 
   // state machine
+  bool unix_domain_;
   bool allow_half_open_;
   bool paused_;
   bool read_eof_ = false;       // the peer's FIN was read
@@ -1358,54 +1396,31 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   bool ended_by_peer_ = false;  // ... and it was the automatic one
   bool auto_end_scheduled_ = false;
   bool fin_sent_ = false;
-  bool closed_ = false;      // descriptor closed: graceful, destroyed or failed
-  std::error_code failure_;  // why it closed, when not gracefully
+  bool closed_ = false;  // descriptor closed: graceful, destroyed or failed
 
   // read side
-  receive_buffer received_;  // received, not yet handed out; views lent from here
-  std::string decoded_;      // the last text handed out (with an encoding)
-  std::optional<Decoder> decoder_;
   bool reading_ = false;
+  bool drained_ = true;    // the last recv() left nothing behind
+  bool fin_held_ = false;  // FIN that read()'s inline receive met while paused
   char peek_byte_ = 0;
-  std::array<char, 256> inline_;  // what read()'s wait receives; see received_inline()
-  bool drained_ = true;           // the last recv() left nothing behind
-  bool fin_held_ = false;         // FIN that read()'s inline receive met while paused
-  std::uint64_t bytes_read_ = 0;
-
-  // cooperative budget
-  int budget_ops_ = 0;
-  std::size_t budget_bytes_ = 0;
 
   // write side
-  write_queue queue_;
-  std::size_t high_water_mark_;
-  int corked_ = 0;
   bool flushing_ = false;
   bool flusher_spawned_ = false;
-  int waiting_writers_ = 0;
-  std::uint64_t bytes_written_ = 0;
-
   bool single_threaded_reactor_;
-  event<Executor> write_event_;
-  event<Executor> resume_event_;
 
   // idle timeout
-  using timer = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor>;
-  std::unique_ptr<timer> idle_timer_;  // created by the first set_timeout()
-  std::chrono::milliseconds timeout_{0};
-  clock::time_point last_activity_{};
   bool idle_armed_ = false;
   bool idle_expired_ = false;
   bool suppressed_once_ = false;
   bool idle_fired_for_reader_ = false;
-  int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())
 
   // server shutdown
   bool end_when_idle_ = false;    // server.shutdown() asked: end at the next idle moment
   bool ended_when_idle_ = false;  // ... and it did: waiting reads return the end of the stream
   bool waiting_for_bytes_ = false;
 
-  std::shared_ptr<connection_tracker> tracker_;
+  std::array<char, 256> inline_;  // what read()'s wait receives; see received_inline()
 };
 
 }  // namespace coronet::detail

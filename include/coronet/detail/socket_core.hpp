@@ -168,7 +168,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
           waiting_for_bytes waiting{*self};
           if (self->end_if_idle() || self->read_eof_) continue;  // (ended by shutdown())
           std::error_code waited;
-          const std::size_t n = co_await self->receive_inline(waited);
+          std::size_t n = 0;
+          co_await self->receive_inline(waited, n);
           self->received_inline("read", waited, n, cancel);
           continue;
         }
@@ -938,12 +939,55 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// After the yield: whether read() still goes on to receive. Throws when the
   /// socket was destroyed, failed, cancelled or timed out meanwhile; false when it
   /// was paused meanwhile (read() then waits for resume()).
-  /// The two awaitables of that wait, made outside read() so that their
-  /// temporaries (buffers, completion tokens) take no room in its frame.
+  /// The yield of that wait, made outside read() so that its temporaries take no
+  /// room in read()'s frame.
   awaitable<void> yield_once() { return asio::post(socket_.get_executor(), asio::use_awaitable); }
-  awaitable<std::size_t> receive_inline(std::error_code& waited) {
-    return socket_.async_receive(asio::buffer(inline_),
-                                 asio::redirect_error(asio::use_awaitable, waited));
+
+  /// The receive of that wait, co_awaited by read() itself. With use_awaitable,
+  /// Asio 1.22 runs every operation's initiation in a coroutine of its own whose
+  /// frame (224 bytes) takes the result, and an idle connection holds it for as long
+  /// as it is idle. This goes through the hook Asio's own initiation uses (an
+  /// awaitable frame runs a function given its frame pointer once suspended), and
+  /// the completion resumes read()'s frame directly. Asio's awaitable internals are
+  /// detail API: docs/design.md says what this ties coronet to.
+  using frame_base = asio::detail::awaitable_frame_base<asio::any_io_executor>;
+  using awaitable_thread = asio::detail::awaitable_thread<asio::any_io_executor>;
+
+  /// Owns the suspended coroutine stack while the receive is pending, as Asio's
+  /// awaitable_handler does; its executor and cancellation slot are the stack's.
+  class inline_receive_handler : public awaitable_thread {
+   public:
+    inline_receive_handler(frame_base* frame, std::error_code& waited, std::size_t& n)
+        : awaitable_thread(std::move(*frame->detach_thread())),
+          frame_(frame),
+          waited_(&waited),
+          n_(&n) {}
+    void operator()(std::error_code ec, std::size_t n) {
+      *waited_ = ec;
+      *n_ = n;
+      frame_->attach_thread(this);
+      frame_->clear_cancellation_slot();
+      this->pump();
+    }
+
+   private:
+    frame_base* frame_;
+    std::error_code* waited_;
+    std::size_t* n_;
+  };
+
+  struct start_inline_receive {
+    socket_core* core;
+    std::error_code* waited;
+    std::size_t* n;
+    awaitable_thread* operator()(frame_base* frame) const {
+      core->socket_.async_receive(asio::buffer(core->inline_),
+                                  inline_receive_handler(frame, *waited, *n));
+      return nullptr;
+    }
+  };
+  start_inline_receive receive_inline(std::error_code& waited, std::size_t& n) {
+    return {this, &waited, &n};
   }
 
   bool ready_to_receive_inline(const char* op, const asio::cancellation_state& cancel) {

@@ -47,8 +47,8 @@ struct PipeResult {
 
 /// What pipe_both() moved each way.
 struct DuplexResult {
-  PipeResult a_to_b;
-  PipeResult b_to_a;
+  PipeResult a_to_b;  ///< from the first socket to the second
+  PipeResult b_to_a;  ///< from the second socket to the first
 };
 
 namespace detail {

@@ -64,8 +64,8 @@ struct TcpInfo {
   std::uint64_t bytes_sent = 0;            ///< data bytes sent, retransmissions included
   /// Bytes the peer acknowledged (the kernel counts SYN and FIN as one byte each).
   std::uint64_t bytes_acked = 0;
-  std::uint64_t bytes_received = 0;  ///< data bytes received in order
-  std::uint64_t bytes_retransmitted = 0;
+  std::uint64_t bytes_received = 0;       ///< data bytes received in order
+  std::uint64_t bytes_retransmitted = 0;  ///< data bytes sent again after a loss
   std::uint64_t delivery_rate = 0;  ///< bytes/s delivered, as the last acknowledgements measured it
   /// True when the application, not the path, set the pace of that measurement.
   bool delivery_rate_app_limited = false;

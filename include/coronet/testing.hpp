@@ -108,6 +108,7 @@ struct PeerOptions {
 /// connection (FIN). Its operations run on the executor of the coroutine that made it.
 class Peer {
  public:
+  /// The Asio socket underneath, for faults this class does not script.
   using native_socket_type = asio::generic::stream_protocol::socket;
 
   /// Connects to a server under test at host:port (an IP literal), e.g. your own
@@ -123,8 +124,11 @@ class Peer {
     co_return co_await connect_to(coronet::detail::unix_endpoint(path, "connect"), options);
   }
 
+  ///@{
+  /// Moves the connection; the moved-from peer has none.
   Peer(Peer&&) noexcept = default;
   Peer& operator=(Peer&&) noexcept = default;
+  ///@}
   ~Peer() {
     if (state_) close();
   }
@@ -316,7 +320,7 @@ class Peer {
 /// A coronet Socket for the handler under test, and the Peer at its other end.
 struct PeerPair {
   Socket socket;  ///< the accepted end: what a server hands its handler
-  Peer peer;
+  Peer peer;      ///< the scripted other end
 };
 
 /// A Socket (accepted, as a server's handler gets it) connected to a scripted

@@ -65,7 +65,7 @@ struct Options {
   /// client whose list shares nothing with it.
   std::span<const std::string_view> alpn_protocols{};
   std::string_view min_version = "TLSv1.2";  ///< "TLSv1", "TLSv1.1", "TLSv1.2" or "TLSv1.3"
-  std::string_view max_version = "TLSv1.3";
+  std::string_view max_version = "TLSv1.3";  ///< the newest version offered or accepted
   std::string_view ciphers{};  ///< an OpenSSL cipher list for TLS 1.2 and below; empty: OpenSSL's
   // ---- client only
   /// The SNI name to send and the name the certificate must carry. Empty: the
@@ -515,8 +515,8 @@ awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOption
 template <typename Executor = asio::any_io_executor>
 class basic_server {
  public:
-  using executor_type = Executor;
-  using socket_type = basic_socket<Executor>;
+  using executor_type = Executor;              ///< as coronet::basic_server's
+  using socket_type = basic_socket<Executor>;  ///< what accept() and serve() hand out
 
   /// A server that does not listen yet. `tls` is loaded now: a missing file or a
   /// key that does not match its certificate throws errc::invalid_argument here.
@@ -554,12 +554,15 @@ class basic_server {
     return serve_on(tcp_.state_, state_, std::move(handler));
   }
 
+  ///@{
+  /// As coronet::basic_server's.
   void close() { tcp_.close(); }
   awaitable<void> wait_closed() { return tcp_.wait_closed(); }
   std::optional<Address> address() const { return tcp_.address(); }
   bool listening() const { return tcp_.listening(); }
   std::size_t connections() const { return tcp_.connections(); }
   executor_type get_executor() const { return tcp_.get_executor(); }
+  ///@}
   /// The server's own Context (its certificate, trust, ALPN).
   const Context& context() const { return state_->context; }
 

@@ -11,6 +11,7 @@ using coronet::Socket;
 using test::certificates;
 using test::child_process;
 using namespace std::chrono_literals;
+using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
@@ -764,4 +765,22 @@ TEST_CASE(
   });
   ::close(fd);
   ::unlink(name);
+}
+
+TEST_CASE("tls::connect() honours block_list before any handshake, as connect() does") {
+  test::run([]() -> coronet::awaitable<void> {
+    coronet::Server server;  // plain TCP: nothing gets far enough to hand-shake
+    const int port = co_await test::listen_loopback(server);
+    const int descriptors_before = test::open_descriptors();
+    // The list only has to live until the call, as the options' strings do.
+    auto attempt = [port] {
+      coronet::BlockList list;
+      list.add_address("127.0.0.1");
+      return coronet::tls::connect({.host = "127.0.0.1", .port = port, .block_list = &list});
+    }();
+    auto e = co_await test::expect_error(std::move(attempt));
+    CHECK(std::string(e.what()) == "IP(127.0.0.1) is blocked by net.BlockList");
+    CHECK(e.code() == coronet::errc::ip_blocked);
+    CHECK(test::open_descriptors() == descriptors_before);
+  });
 }

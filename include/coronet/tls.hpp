@@ -434,15 +434,18 @@ awaitable<std::unique_ptr<tls_layer>> secure(Stream& stream, std::shared_ptr<con
   co_return layer;
 }
 
-/// connect()'s own copies of the caller's strings (the options hold views).
+/// connect()'s own copies of the caller's strings and block list (the options
+/// hold views and a pointer).
 struct connect_strings {
   std::string host, local_address, path, servername, session;
+  std::optional<BlockList> block_list;
   connect_strings(const ConnectOptions& net, const Options& tls)
       : host(net.host),
         local_address(net.local_address),
         path(net.path),
         servername(tls.servername),
-        session(tls.session) {}
+        session(tls.session),
+        block_list(coronet::detail::own_block_list(net)) {}
 };
 
 /// tls::connect()'s coroutine: `o` is re-pointed at `own` before anything else.
@@ -453,6 +456,7 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, O
   o.host = own.host;
   o.local_address = own.local_address;
   o.path = own.path;
+  o.block_list = own.block_list ? &*own.block_list : nullptr;
   auto connection = co_await coronet::detail::open_connection(executor, o);
   // Node sends SNI only for a name, and checks the certificate against the
   // servername when one is given, else against the host.

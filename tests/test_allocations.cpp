@@ -1,7 +1,14 @@
 // The hot path allocates nothing: once a connection is running, a read, a write
 // and the wait between them reuse what they had. Counted, not timed.
+#include <arpa/inet.h>
+#include <malloc.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 #include "support.hpp"
 
@@ -58,5 +65,57 @@ TEST_CASE("socket.info() and server.stats() make no heap allocation: cheap per r
     }
     CHECK(allocations == before);
     CHECK(seen > 0);
+  });
+}
+
+namespace {
+/// A client that costs the server's process no heap: a blocking descriptor that
+/// connects, sends one byte and waits (yielding to the server) for its echo.
+coronet::awaitable<int> raw_echoed_client(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(port));
+  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  const char byte = 'x';
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0 ||
+      ::write(fd, &byte, 1) != 1) {
+    ::close(fd);
+    co_return -1;
+  }
+  auto ex = co_await asio::this_coro::executor;
+  for (int turn = 0; turn < 100000; ++turn) {
+    char echoed = 0;
+    if (::recv(fd, &echoed, 1, MSG_DONTWAIT) == 1) co_return fd;
+    co_await asio::post(ex, asio::use_awaitable);
+  }
+  ::close(fd);
+  co_return -1;
+}
+}  // namespace
+
+TEST_CASE("an idle connection costs its server at most 2.5 KB of heap") {
+  // What a server holding 10,000 idle clients pays per client, counted as the heap
+  // in use while each handler waits in read(); docs/design.md says what it is made of.
+  test::run([]() -> coronet::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    coronet::Server server;
+    const int port = co_await test::listen_loopback(server);
+    asio::co_spawn(ex, server.serve(test::echo), asio::detached);
+    constexpr int connections = 500;
+    std::vector<int> clients;
+    clients.reserve(connections + 1);
+    clients.push_back(co_await raw_echoed_client(port));  // warm-up: pools and caches fill
+    REQUIRE(clients.back() >= 0);
+    const std::size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < connections; ++i) {
+      clients.push_back(co_await raw_echoed_client(port));
+      REQUIRE(clients.back() >= 0);
+    }
+    const double per_connection = double(mallinfo2().uordblks - before) / connections;
+    MESSAGE("heap per idle connection: " << per_connection << " bytes");
+    CHECK(per_connection <= 2560);
+    for (int fd : clients) ::close(fd);
+    server.close();
   });
 }

@@ -15,7 +15,7 @@
 // Reading. Received bytes live in one receive_buffer; read() hands out a view of
 // all of them, framed reads a view of one frame, and both stay valid until the
 // next read. A drained socket gives the buffer back and waits by receiving into
-// its small inline buffer (receive_small(); docs/design.md says why), so an idle
+// its small inline buffer (received_inline(); docs/design.md says why), so an idle
 // socket holds no buffer.
 //
 // Writing. A write first tries the kernel directly; only what the kernel refuses
@@ -110,13 +110,13 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
               std::unique_ptr<secure_layer> layer = nullptr)
       : socket_(std::move(socket)),
         layer_(std::move(layer)),
+        tracker_(std::move(tracker)),
+        high_water_mark_(settings.high_water_mark),
         remote_(remote),
         unix_domain_(settings.unix_domain),
         allow_half_open_(settings.allow_half_open),
         paused_(settings.paused),
-        high_water_mark_(settings.high_water_mark),
-        single_threaded_reactor_(reactor_is_single_threaded(socket_.get_executor())),
-        tracker_(std::move(tracker)) {
+        single_threaded_reactor_(reactor_is_single_threaded(socket_.get_executor())) {
     std::error_code ignored;
     socket_.native_non_blocking(true, ignored);
     if (tracker_) tracker_->opened();
@@ -157,9 +157,20 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
             // A layer's bytes must come through it: the inline receive would take them raw.
             co_await self->wait_readable("read", cancel);
             self->drained_ = false;
-          } else {
-            co_await self->receive_small("read", cancel);
+            continue;
           }
+          // The idle wait, written out here rather than in a coroutine of its own:
+          // an idle connection keeps every frame of its waiting read (docs/design.md
+          // counts them), and this one would cost ~270 bytes.
+          self->throw_if_cancelled(cancel, "read");
+          co_await self->yield_once();
+          if (!self->ready_to_receive_inline("read", cancel)) continue;
+          waiting_for_bytes waiting{*self};
+          if (self->end_if_idle() || self->read_eof_) continue;  // (ended by shutdown())
+          std::error_code waited;
+          std::size_t n = 0;
+          co_await self->receive_inline(waited, n);
+          self->received_inline("read", waited, n, cancel);
           continue;
         }
         std::error_code ec = self->receive_more();
@@ -243,9 +254,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   /// Decodes what read() returns from now on (Node's setEncoding()).
-  void set_encoding(encoding enc) { decoder_.emplace(enc); }
+  void set_encoding(encoding enc) { rarely().decoder.emplace(enc); }
   std::optional<encoding> get_encoding() const {
-    return decoder_ ? std::optional(decoder_->get_encoding()) : std::nullopt;
+    if (!rarely_ || !rarely_->decoder) return std::nullopt;
+    return rarely_->decoder->get_encoding();
   }
 
   /// Up to buffer.size() bytes into the caller's buffer; 0 once the peer has sent FIN.
@@ -494,12 +506,12 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   Address remote_address() const { return unix_domain_ ? Address{} : to_address(remote_); }
   /// Read from the kernel on first use and kept, so it still answers after close.
   Address local_address() {
-    if (!local_ && !closed_) {
+    if ((!rarely_ || !rarely_->local) && !closed_) {
       std::error_code ec;
       auto ep = socket_.local_endpoint(ec);
-      if (!ec) local_ = to_address(ep);
+      if (!ec) rarely().local = to_address(ep);
     }
-    return local_ ? *local_ : Address{};
+    return rarely_ && rarely_->local ? *rarely_->local : Address{};
   }
 
   stream_socket& native() { return socket_; }
@@ -769,21 +781,23 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// decoding produced nothing yet (a character split across reads).
   frame deliver(std::string_view raw) {
     charge(raw.size());
-    if (!decoder_) return raw;
-    decoded_.clear();
-    decoder_->write(raw, decoded_);
-    if (decoded_.empty()) return std::nullopt;
-    return std::string_view(decoded_);
+    if (!rarely_ || !rarely_->decoder) return raw;
+    std::string& text = rarely_->decoded;
+    text.clear();
+    rarely_->decoder->write(raw, text);
+    if (text.empty()) return std::nullopt;
+    return std::string_view(text);
   }
 
   /// At FIN: what the decoder still holds (Node emits an incomplete UTF-8 tail as
   /// one U+FFFD), then nullopt for good.
   frame deliver_end() {
-    if (!decoder_) return std::nullopt;
-    decoded_.clear();
-    decoder_->end(decoded_);
-    if (decoded_.empty()) return std::nullopt;
-    return std::string_view(decoded_);
+    if (!rarely_ || !rarely_->decoder) return std::nullopt;
+    std::string& text = rarely_->decoded;
+    text.clear();
+    rarely_->decoder->end(text);
+    if (text.empty()) return std::nullopt;
+    return std::string_view(text);
   }
 
   static std::size_t find(std::string_view held, std::string_view delimiter, std::size_t from) {
@@ -879,7 +893,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     return {};
   }
 
-  // Waiting for readability is written out in wait_readable() and receive_small(),
+  // Waiting for readability is written out in wait_readable() and read(),
   // and the single-threaded wait uses plain use_awaitable (errors arrive as
   // exceptions; they are rare): another coroutine frame, or as_tuple's adapter
   // frame, would push a waiting read past Asio's two-slot per-thread frame cache
@@ -912,32 +926,87 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   /// read()'s wait, once a recv() has found the socket drained. First it lets the
-  /// io_context run what else is ready: a server with many connections serves the
-  /// others while this peer answers, so the recv() below mostly finds bytes instead
-  /// of EAGAIN. Then Asio receives into the socket's small inline buffer, at once
-  /// if bytes are there, else when epoll reports them. No buffer is held while
-  /// idle, and a wake-up costs one recv() (a plain readiness wait re-arms epoll
-  /// with epoll_ctl and then needs a recv() of its own). When the inline buffer
-  /// fills, a burst is arriving: the rest of what the kernel holds is received
-  /// behind it at once, so the caller gets the burst as one chunk.
-  awaitable<void> receive_small(const char* op, const asio::cancellation_state& cancel) {
-    throw_if_cancelled(cancel, op);
-    co_await asio::post(socket_.get_executor(), asio::use_awaitable);
-    if (failure_) throw failure_error(op);  // destroyed or failed meanwhile
-    before_wait(op, cancel);                // or cancelled or timed out meanwhile
-    if (paused_) co_return;                 // or paused meanwhile: read() waits for resume()
-    waiting_for_bytes waiting{*this};
-    if (end_if_idle() || read_eof_) co_return;  // or ended by shutdown() meanwhile
-    std::error_code waited;
-    const std::size_t n = co_await socket_.async_receive(
-        asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, waited));
+  /// io_context run what else is ready (read() posts once): a server with many
+  /// connections serves the others while this peer answers, so the recv() below
+  /// mostly finds bytes instead of EAGAIN. Then Asio receives into the socket's
+  /// small inline buffer, at once if bytes are there, else when epoll reports them.
+  /// No buffer is held while idle, and a wake-up costs one recv() (a plain
+  /// readiness wait re-arms epoll with epoll_ctl and then needs a recv() of its
+  /// own). When the inline buffer fills, a burst is arriving: the rest of what the
+  /// kernel holds is received behind it at once, so the caller gets the burst as
+  /// one chunk.
+  ///
+  /// After the yield: whether read() still goes on to receive. Throws when the
+  /// socket was destroyed, failed, cancelled or timed out meanwhile; false when it
+  /// was paused meanwhile (read() then waits for resume()).
+  /// The yield of that wait, made outside read() so that its temporaries take no
+  /// room in read()'s frame.
+  awaitable<void> yield_once() { return asio::post(socket_.get_executor(), asio::use_awaitable); }
+
+  /// The receive of that wait, co_awaited by read() itself. With use_awaitable,
+  /// Asio 1.22 runs every operation's initiation in a coroutine of its own whose
+  /// frame (224 bytes) takes the result, and an idle connection holds it for as long
+  /// as it is idle. This goes through the hook Asio's own initiation uses (an
+  /// awaitable frame runs a function given its frame pointer once suspended), and
+  /// the completion resumes read()'s frame directly. Asio's awaitable internals are
+  /// detail API: docs/design.md says what this ties coronet to.
+  using frame_base = asio::detail::awaitable_frame_base<asio::any_io_executor>;
+  using awaitable_thread = asio::detail::awaitable_thread<asio::any_io_executor>;
+
+  /// Owns the suspended coroutine stack while the receive is pending, as Asio's
+  /// awaitable_handler does; its executor and cancellation slot are the stack's.
+  class inline_receive_handler : public awaitable_thread {
+   public:
+    inline_receive_handler(frame_base* frame, std::error_code& waited, std::size_t& n)
+        : awaitable_thread(std::move(*frame->detach_thread())),
+          frame_(frame),
+          waited_(&waited),
+          n_(&n) {}
+    void operator()(std::error_code ec, std::size_t n) {
+      *waited_ = ec;
+      *n_ = n;
+      frame_->attach_thread(this);
+      frame_->clear_cancellation_slot();
+      this->pump();
+    }
+
+   private:
+    frame_base* frame_;
+    std::error_code* waited_;
+    std::size_t* n_;
+  };
+
+  struct start_inline_receive {
+    socket_core* core;
+    std::error_code* waited;
+    std::size_t* n;
+    awaitable_thread* operator()(frame_base* frame) const {
+      core->socket_.async_receive(asio::buffer(core->inline_),
+                                  inline_receive_handler(frame, *waited, *n));
+      return nullptr;
+    }
+  };
+  start_inline_receive receive_inline(std::error_code& waited, std::size_t& n) {
+    return {this, &waited, &n};
+  }
+
+  bool ready_to_receive_inline(const char* op, const asio::cancellation_state& cancel) {
+    if (failure_) throw failure_error(op);
+    before_wait(op, cancel);
+    return !paused_;
+  }
+
+  /// What the inline receive brought: bytes, FIN, an error, or a wake-up by our
+  /// idle timer or a cancellation (operation_aborted).
+  void received_inline(const char* op, const std::error_code& waited, std::size_t n,
+                       const asio::cancellation_state& cancel) {
     if (waited == asio::error::eof) {
       // A paused socket does not see FIN: it is held until resume().
       if (paused_)
         fin_held_ = true;
       else
         on_peer_end();
-      co_return;
+      return;
     }
     if (waited && waited != asio::error::operation_aborted) throw fail(op, waited);
     if (n > 0) {
@@ -1312,13 +1381,48 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   static constexpr std::size_t max_iov = 64;
 
+  /// What few sockets use, allocated by the first use so that the many that never
+  /// do (an idle connection) do not carry it: 120 bytes (docs/design.md).
+  struct rarely_used {
+    std::optional<Address> local;  // the local address, once asked for
+    std::optional<Decoder> decoder;
+    std::string decoded;  // the last text handed out (with an encoding)
+  };
+  rarely_used& rarely() {
+    if (!rarely_) rarely_ = std::make_unique<rarely_used>();
+    return *rarely_;
+  }
+
+  // Ordered by size so that no padding falls between them (docs/design.md counts
+  // what an idle connection costs).
   stream_socket socket_;
   std::unique_ptr<secure_layer> layer_;  // null for plain TCP and Unix: the descriptor moves bytes
+  std::unique_ptr<rarely_used> rarely_;  // see rarely()
+  std::shared_ptr<connection_tracker> tracker_;
+  std::error_code failure_;  // why it closed, when not gracefully
+  receive_buffer received_;  // received, not yet handed out; views lent from here
+  write_queue queue_;
+  event<Executor> write_event_;
+  event<Executor> resume_event_;
+  std::uint64_t bytes_read_ = 0;
+  std::uint64_t bytes_written_ = 0;
+  std::size_t budget_bytes_ = 0;  // cooperative budget: bytes moved without waiting
+  std::size_t high_water_mark_;
+
+  // idle timeout
+  using timer = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor>;
+  std::unique_ptr<timer> idle_timer_;  // created by the first set_timeout()
+  std::chrono::milliseconds timeout_{0};
+  clock::time_point last_activity_{};
+
   endpoint remote_;
-  bool unix_domain_;
-  std::optional<Address> local_;
+  int budget_ops_ = 0;  // cooperative budget: operations completed without waiting
+  int corked_ = 0;
+  int waiting_writers_ = 0;
+  int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())
 
   // state machine
+  bool unix_domain_;
   bool allow_half_open_;
   bool paused_;
   bool read_eof_ = false;       // the peer's FIN was read
@@ -1326,54 +1430,31 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   bool ended_by_peer_ = false;  // ... and it was the automatic one
   bool auto_end_scheduled_ = false;
   bool fin_sent_ = false;
-  bool closed_ = false;      // descriptor closed: graceful, destroyed or failed
-  std::error_code failure_;  // why it closed, when not gracefully
+  bool closed_ = false;  // descriptor closed: graceful, destroyed or failed
 
   // read side
-  receive_buffer received_;  // received, not yet handed out; views lent from here
-  std::string decoded_;      // the last text handed out (with an encoding)
-  std::optional<Decoder> decoder_;
   bool reading_ = false;
+  bool drained_ = true;    // the last recv() left nothing behind
+  bool fin_held_ = false;  // FIN that read()'s inline receive met while paused
   char peek_byte_ = 0;
-  std::array<char, 256> inline_;  // what read()'s wait receives; see receive_small()
-  bool drained_ = true;           // the last recv() left nothing behind
-  bool fin_held_ = false;         // FIN that receive_small() met while paused
-  std::uint64_t bytes_read_ = 0;
-
-  // cooperative budget
-  int budget_ops_ = 0;
-  std::size_t budget_bytes_ = 0;
 
   // write side
-  write_queue queue_;
-  std::size_t high_water_mark_;
-  int corked_ = 0;
   bool flushing_ = false;
   bool flusher_spawned_ = false;
-  int waiting_writers_ = 0;
-  std::uint64_t bytes_written_ = 0;
-
   bool single_threaded_reactor_;
-  event<Executor> write_event_;
-  event<Executor> resume_event_;
 
   // idle timeout
-  using timer = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor>;
-  std::unique_ptr<timer> idle_timer_;  // created by the first set_timeout()
-  std::chrono::milliseconds timeout_{0};
-  clock::time_point last_activity_{};
   bool idle_armed_ = false;
   bool idle_expired_ = false;
   bool suppressed_once_ = false;
   bool idle_fired_for_reader_ = false;
-  int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())
 
   // server shutdown
   bool end_when_idle_ = false;    // server.shutdown() asked: end at the next idle moment
   bool ended_when_idle_ = false;  // ... and it did: waiting reads return the end of the stream
   bool waiting_for_bytes_ = false;
 
-  std::shared_ptr<connection_tracker> tracker_;
+  std::array<char, 256> inline_;  // what read()'s wait receives; see received_inline()
 };
 
 }  // namespace coronet::detail

@@ -42,6 +42,17 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
+#include <asio/version.hpp>
+
+// Two places save an idle connection two coroutine frames by going beneath Asio's
+// public API (socket_core's inline receive, serve()'s handler spawn; docs/design.md
+// counts them). They are used only with the Asio they were written and tested
+// against; any other version, or -DCORONET_PORTABLE_ASIO, takes the public API.
+#if ASIO_VERSION == 102201 && !defined(CORONET_PORTABLE_ASIO)
+#define CORONET_ASIO_INTERNALS 1
+#else
+#define CORONET_ASIO_INTERNALS 0
+#endif
 
 #if !defined(ASIO_HAS_CO_AWAIT)
 #error "coronet needs C++20 coroutines (compile with -std=c++20)"

@@ -802,6 +802,7 @@ class basic_server {
     co_return tracker->count() > 0;
   }
 
+#if CORONET_ASIO_INTERNALS
   /// Runs `handler(socket)` as a coroutine of its own, as co_spawn(..., detached)
   /// does, but with one frame per connection instead of two: Asio's co_spawn entry
   /// coroutine keeps 432 bytes for as long as the connection lives (docs/design.md),
@@ -830,6 +831,22 @@ class basic_server {
     }
     (void)work;
   }
+#else
+  /// The same through co_spawn: its entry frame and this one per connection.
+  static void spawn_handler(const executor_type& ex, const auto& handler, socket_type socket) {
+    asio::co_spawn(ex, run_handler(handler, std::move(socket)), asio::detached);
+  }
+
+  /// An exception from the handler ends that connection only; this frame keeps the
+  /// handler's copy alive for as long as its coroutine runs.
+  template <typename Handler>
+  static awaitable<void> run_handler(Handler handler, socket_type socket) {
+    try {
+      co_await handler(std::move(socket));
+    } catch (...) {
+    }
+  }
+#endif
 
   state_ptr state_;
 };

@@ -950,6 +950,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// awaitable frame runs a function given its frame pointer once suspended), and
   /// the completion resumes read()'s frame directly. Asio's awaitable internals are
   /// detail API: docs/design.md says what this ties coronet to.
+#if CORONET_ASIO_INTERNALS
   using frame_base = asio::detail::awaitable_frame_base<asio::any_io_executor>;
   using awaitable_thread = asio::detail::awaitable_thread<asio::any_io_executor>;
 
@@ -989,6 +990,13 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   start_inline_receive receive_inline(std::error_code& waited, std::size_t& n) {
     return {this, &waited, &n};
   }
+#else
+  /// The same through Asio's public API: one more frame while idle.
+  awaitable<void> receive_inline(std::error_code& waited, std::size_t& n) {
+    n = co_await socket_.async_receive(asio::buffer(inline_),
+                                       asio::redirect_error(asio::use_awaitable, waited));
+  }
+#endif
 
   bool ready_to_receive_inline(const char* op, const asio::cancellation_state& cancel) {
     if (failure_) throw failure_error(op);

@@ -147,7 +147,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
           continue;
         }
         if (self->drained_) {
-          co_await self->receive_small("read", cancel);
+          const eager tried = self->receive_eagerly("read");
+          if (tried != eager::received)
+            co_await self->receive_small("read", cancel, tried == eager::not_tried);
           continue;
         }
         std::error_code ec = self->receive_more();
@@ -760,9 +762,12 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// with epoll_ctl and then needs a recv() of its own). When the inline buffer
   /// fills, a burst is arriving: the rest of what the kernel holds is received
   /// behind it at once, so the caller gets the burst as one chunk.
-  awaitable<void> receive_small(const char* op, const asio::cancellation_state& cancel) {
+  /// `yield_first` is false right after receive_eagerly() found nothing: the peer
+  /// has not answered yet, and a turn of the scheduler would only poll epoll again.
+  awaitable<void> receive_small(const char* op, const asio::cancellation_state& cancel,
+                                bool yield_first) {
     throw_if_cancelled(cancel, op);
-    co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+    if (yield_first) co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     if (failure_) throw failure_error(op);  // destroyed or failed meanwhile
     before_wait(op, cancel);                // or cancelled or timed out meanwhile
     if (paused_) co_return;                 // or paused meanwhile: read() waits for resume()
@@ -783,17 +788,48 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       // bytes to the next read instead of dropping them.
       bytes_read_ += n;
       note_activity();
-      received_.append(inline_.data(), n);
-      drained_ = n < inline_.size();
-      if (!drained_) {
-        std::error_code more = receive_more();
-        if (more == asio::error::would_block)
-          drained_ = true;
-        else if (more)
-          throw fail(op, more);
-      }
+      keep_inline(n, op);
     }
     after_wait(op, waited, cancel);
+  }
+
+  /// Keeps the `n` bytes received into the inline buffer. When they fill it, a
+  /// burst is arriving: the rest of what the kernel holds is received behind them.
+  void keep_inline(std::size_t n, const char* op) {
+    received_.append(inline_.data(), n);
+    drained_ = n < inline_.size();
+    if (drained_) return;
+    const std::error_code more = receive_more();
+    if (more == asio::error::would_block)
+      drained_ = true;
+    else if (more)
+      throw fail(op, more);
+  }
+
+  /// read()'s try before it waits, for a peer that answers while we write: a
+  /// ping-pong whose client shares our CPU has its next request queued by the time
+  /// our reply is sent. Then one recv() takes it, where receive_small() would cost
+  /// two turns of Asio's scheduler, each polling epoll (its yield, and the
+  /// completion Asio posts for a receive that succeeds at once). After
+  /// `eager_miss_limit` tries in a row found nothing, the peer answers later
+  /// (another CPU, or a busy server serving others first) and each try would be a
+  /// wasted EAGAIN: the socket waits the usual way and tries first again only every
+  /// `eager_probe_interval` waits.
+  enum class eager { received, missed, not_tried };
+  eager receive_eagerly(const char* op) {
+    if (eager_misses_ >= eager_miss_limit && ++waits_since_probe_ < eager_probe_interval)
+      return eager::not_tried;
+    waits_since_probe_ = 0;
+    std::size_t n = 0;
+    const std::error_code ec = receive(inline_.data(), inline_.size(), n);
+    if (ec == asio::error::would_block) {
+      eager_misses_ = std::min(eager_misses_ + 1, eager_miss_limit);
+      return eager::missed;
+    }
+    if (ec) throw fail(op, ec);
+    eager_misses_ = 0;
+    if (n > 0) keep_inline(n, op);  // (0: FIN, which receive() recorded)
+    return eager::received;
   }
 
   /// Completes when the socket is readable (or has FIN or an error pending, which
@@ -1083,6 +1119,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
 
   static constexpr std::size_t max_iov = 64;
+  static constexpr int eager_miss_limit = 4;
+  static constexpr int eager_probe_interval = 16;
 
   stream_socket socket_;
   endpoint remote_;
@@ -1108,7 +1146,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   char peek_byte_ = 0;
   std::array<char, 256> inline_;  // what read()'s wait receives; see receive_small()
   bool drained_ = true;           // the last recv() left nothing behind
-  bool fin_held_ = false;         // FIN that receive_small() met while paused
+  int eager_misses_ = 0;          // receive_eagerly()'s tries in a row that found nothing
+  int waits_since_probe_ = 0;
+  bool fin_held_ = false;  // FIN that receive_small() met while paused
   std::uint64_t bytes_read_ = 0;
 
   // cooperative budget

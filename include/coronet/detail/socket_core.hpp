@@ -35,6 +35,7 @@
 // other sockets of the same thread (tokio's cooperative budget is the model).
 #pragma once
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -111,8 +112,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
         high_water_mark_(settings.high_water_mark),
         single_threaded_reactor_(reactor_is_single_threaded(socket_.get_executor())),
         tracker_(std::move(tracker)) {
-    std::error_code ignored;
-    socket_.native_non_blocking(true, ignored);
+    make_non_blocking();
     if (tracker_) tracker_->opened();
   }
 
@@ -607,6 +607,24 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   void rested() {
     budget_ops_ = 0;
     budget_bytes_ = 0;
+  }
+
+  /// Our own recv() and sendmsg() calls must never block. With Asio's epoll reactor
+  /// we tell Asio so. Its io_uring backend (-Dio_uring=enabled) would then wait on
+  /// the socket with a poll and a recv() of its own, and Asio 1.22 performs that
+  /// recv() even once the poll was cancelled: a cancelled read would wait on, a
+  /// destroyed one report EBADF. There the descriptor is made non-blocking behind
+  /// Asio's back, and Asio's receives, sends and waits are io_uring's own, which
+  /// end cleanly when cancelled.
+  void make_non_blocking() {
+#if defined(ASIO_HAS_IO_URING_AS_DEFAULT)
+    const int fd = socket_.native_handle();
+    if (const int flags = ::fcntl(fd, F_GETFL); flags != -1 && (flags & O_NONBLOCK) == 0)
+      ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+#else
+    std::error_code ignored;
+    socket_.native_non_blocking(true, ignored);
+#endif
   }
 
   // ---- reading internals

@@ -9,8 +9,10 @@ run. Three steps measure coronet alone: heap allocations per round trip, framed
 reads against read() + memchr (benchmarks/coronet/framing.cpp), whose ratio is to
 coronet's own raw reads, and how late a 10 ms timer on the server's thread fires
 under a 200 MB flood (benchmarks/coronet/lateness.cpp), with plain Asio as the
-reference. Prints a progress line per step, then the tables and the goals; writes
-every sample to JSON and draws an SVG chart with gnuplot.
+reference. The _unix rows repeat bulk and ping-pong over a Unix-domain socket (in a
+temporary directory), their ratio to C on the same kind of socket. Prints a progress
+line per step, then the tables and the goals; writes every sample to JSON and draws
+an SVG chart with gnuplot.
 
     python3 benchmarks/run.py [--duration S] [--runs N] [--only LIST] [--json PATH] [--short]
 """
@@ -27,6 +29,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,12 +65,13 @@ class Row:
 
 class Workload(Row):
     """What the client does to each server, and the row (or rows, `also`) it yields.
-    `systems` limits it to the servers that speak its mode; `server_args` go to each."""
+    `systems` limits it to the servers that speak its mode; `server_args` go to each;
+    `unix`: over a Unix-domain socket instead of 127.0.0.1."""
 
     def __init__(self, name, label, mode, client_args, metric, unit, higher_is_better=True,
-                 pinned=False, systems=None, server_args=(), also=(), baseline=None):
+                 pinned=False, systems=None, server_args=(), also=(), baseline=None, unix=False):
         super().__init__(name, label, metric, unit, higher_is_better, baseline)
-        self.mode, self.client_args, self.pinned = mode, client_args, pinned
+        self.mode, self.client_args, self.pinned, self.unix = mode, client_args, pinned, unix
         self.systems, self.server_args, self.also = systems, list(server_args), list(also)
 
     def rows(self):
@@ -111,7 +115,17 @@ LATENESS_WORK_US = (0, 100)
 # ticks of the timer, and 50 MB would leave it 4. One run of each row takes about 10 s.
 LATENESS_MEGABYTES = 200
 LATENESS_GOAL_MS = 20
-EXTRAS = ('allocations', 'framed', 'lateness')  # coronet-only steps --only can name
+# Zero-copy rows (benchmarks/coronet/zero_copy.cpp): each pair runs in the same step,
+# alternating, so both see the same machine. (row, label, the row it is compared with)
+ZERO_COPY_ROWS = [
+    ('pipe', 'proxy: pipe_both() (splice)', 'copy_loop'),
+    ('pipe_copy', 'proxy: pipe_both(), zero_copy = false', 'copy_loop'),
+    ('copy_loop', 'proxy: read() + write() loop', None),
+    ('send_file', 'file: send_file() (sendfile)', 'read_write'),
+    ('read_write', 'file: pread() + write() loop', None),
+]
+ZERO_COPY_MEGABYTES = 1024
+EXTRAS = ('allocations', 'framed', 'lateness', 'zero_copy')  # coronet-only steps --only can name
 
 
 def workloads(short):
@@ -120,6 +134,11 @@ def workloads(short):
         Workload('bulk', 'bulk, 64 KiB writes', 'sink', ['--workload', 'bulk'], 'gbytes_per_s', 'GB/s'),
         Workload('pingpong', 'ping-pong, 64 B', 'echo', ['--workload', 'pingpong'],
                  'round_trips_per_s', 'round trips/s'),
+        # The same two over a Unix-domain socket; the ratio is to C on the same socket.
+        Workload('bulk_unix', 'bulk over a Unix socket', 'sink', ['--workload', 'bulk'], 'gbytes_per_s',
+                 'GB/s', unix=True),
+        Workload('pingpong_unix', 'ping-pong over a Unix socket', 'echo', ['--workload', 'pingpong'],
+                 'round_trips_per_s', 'round trips/s', unix=True),
         Workload('pingpong_pinned', 'ping-pong, both on CPU 0', 'echo', ['--workload', 'pingpong'],
                  'round_trips_per_s', 'round trips/s', pinned=True),
         Workload('concurrency_100', '100 connections', 'echo',
@@ -156,7 +175,8 @@ def build(build_dir):
                      '-Dexamples=disabled', '-Dbuildtype=release', '-Db_ndebug=true'], 'meson setup')
     # Only the benchmark programs: the library's own checks are the test suite's job.
     targets = [f'benchmarks/{t}' for t in ('c_server', 'bench_client', 'coronet_server', 'coronet_framing',
-                                            'coronet_lateness', 'asio_callbacks', 'asio_awaitable')]
+                                            'coronet_lateness', 'coronet_zero_copy', 'asio_callbacks',
+                                            'asio_awaitable')]
     io_uring = io_uring_targets(build_dir)
     run_quietly(['ninja', '-C', str(build_dir), *targets, *(f'benchmarks/{t}' for t in io_uring.values())],
                 'ninja')
@@ -242,19 +262,26 @@ def read_line(stream, seconds, what):
 
 
 class Server:
-    """A server process in one mode, started and stopped around one sample."""
+    """A server process in one mode, started and stopped around one sample: on
+    127.0.0.1 with a port the kernel picks, or on the Unix-domain socket `unix_path`.
+    `target` is what tells the client where it is."""
 
-    def __init__(self, argv, mode, pinned, extra=()):
+    def __init__(self, argv, mode, pinned, extra=(), unix_path=None):
         prefix = ['taskset', '-c', '0'] if pinned else []
         env = dict(os.environ, GOMAXPROCS='1')  # every server runs one event loop
-        self.process = subprocess.Popen(prefix + argv + ['--mode', mode, '--port', '0', *extra],
+        where = ['--unix', str(unix_path)] if unix_path else ['--port', '0']
+        self.unix_path = unix_path
+        self.process = subprocess.Popen(prefix + argv + ['--mode', mode, *where, *extra],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         first = read_line(self.process.stdout, 20, argv[-1])
-        match = re.fullmatch(r'listening on 127\.0\.0\.1:(\d+)', first)
+        expected = (re.escape(f'listening on unix:{unix_path}') if unix_path
+                    else r'listening on 127\.0\.0\.1:(\d+)')
+        match = re.fullmatch(expected, first)
         if not match:
             self.stop()
             raise RuntimeError(f'{argv[-1]}: first line was {first!r}')
-        self.port = int(match.group(1))
+        self.port = None if unix_path else int(match.group(1))
+        self.target = ['--unix', str(unix_path)] if unix_path else ['--port', str(self.port)]
 
     def rss(self):
         status = Path(f'/proc/{self.process.pid}/status').read_text()
@@ -268,11 +295,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.unix_path:
+            # A server killed, or one that leaves its file, must not fail the next sample.
+            Path(self.unix_path).unlink(missing_ok=True)
 
 
-def client(client_path, port, workload, duration, pinned):
+def client(client_path, target, workload, duration, pinned):
     prefix = ['taskset', '-c', '0'] if pinned else []
-    argv = prefix + [client_path, '--port', str(port), *workload.client_args, '--duration', str(duration)]
+    argv = prefix + [client_path, *target, *workload.client_args, '--duration', str(duration)]
     result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             timeout=duration + 60)
     if result.returncode != 0:
@@ -280,13 +310,15 @@ def client(client_path, port, workload, duration, pinned):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def sample(systems, name, workload, client_path, duration):
-    """One measurement of one system on one workload: (value, the client's JSON)."""
-    server = Server(systems[name], workload.mode, workload.pinned, workload.server_args)
+def sample(systems, name, workload, client_path, duration, socket_dir):
+    """One measurement of one system on one workload: (value, the client's JSON).
+    A Unix-socket workload's socket file goes in `socket_dir`."""
+    unix_path = socket_dir / f'{name}.sock' if workload.unix else None
+    server = Server(systems[name], workload.mode, workload.pinned, workload.server_args, unix_path)
     try:
         if workload.name == 'idle_memory':
             return idle_sample(server, client_path, workload)
-        out = client(client_path, server.port, workload, duration, workload.pinned)
+        out = client(client_path, server.target, workload, duration, workload.pinned)
         return out[workload.metric], out
     finally:
         server.stop()
@@ -294,7 +326,7 @@ def sample(systems, name, workload, client_path, duration):
 
 def idle_sample(server, client_path, workload):
     before = server.rss()
-    held = subprocess.Popen([client_path, '--port', str(server.port), *workload.client_args],
+    held = subprocess.Popen([client_path, *server.target, *workload.client_args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out = json.loads(read_line(held.stdout, 120, 'idle client'))
@@ -311,7 +343,7 @@ def allocations(systems, client_path, duration):
     server = Server(systems['coronet'], 'echo', False, ['--count-allocations'])
     try:
         ping = Workload('pingpong', '', 'echo', ['--workload', 'pingpong'], 'round_trips_per_s', '')
-        client(client_path, server.port, ping, duration, False)
+        client(client_path, server.target, ping, duration, False)
         line = read_line(server.process.stdout, 20, 'coronet_server --count-allocations')
         count, reads = map(int, re.fullmatch(r'allocations (\d+) reads (\d+)', line).groups())
         return count, reads
@@ -351,6 +383,47 @@ def framed_summary(framed):
         if base:
             entry[3] = entry[0] / base[0]
     return summary
+
+
+def zero_copy_runs(build_dir, megabytes, runs):
+    """{row: [the program's JSON per run]}; the rows take turns within each run."""
+    program = str(build_dir / 'benchmarks' / 'coronet_zero_copy')
+    out = {}
+    for run in range(runs):
+        for row, label, _ in ZERO_COPY_ROWS:
+            result = subprocess.run([program, '--row', row, '--megabytes', str(megabytes)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+            if result.returncode != 0:
+                say(f'[zero_copy] {label}: FAILED: {result.stderr.strip()}')
+                continue
+            sample = json.loads(result.stdout.strip().splitlines()[-1])
+            out.setdefault(row, []).append(sample)
+            say(f'[zero_copy] {label} · run {run + 1}/{runs}: {sample["gbytes_per_s"]:.2f} GB/s, '
+                f'{sample["cpu_s_per_gb"]:.3f} CPU s per GB')
+    return out
+
+
+def zero_copy_summary(raw):
+    """{row: (median GB/s, min, max, median CPU s per GB)}."""
+    return {row: (statistics.median(s['gbytes_per_s'] for s in samples),
+                  min(s['gbytes_per_s'] for s in samples), max(s['gbytes_per_s'] for s in samples),
+                  statistics.median(s['cpu_s_per_gb'] for s in samples))
+            for row, samples in raw.items() if samples}
+
+
+def zero_copy_table(summary, megabytes):
+    lines = [f'{f"zero-copy, {megabytes} MiB per sample":<40} {"GB/s":>8} {"min - max":>15} '
+             f'{"CPU s/GB":>9} {"vs copy":>16}']
+    for row, label, other in ZERO_COPY_ROWS:
+        entry = summary.get(row)
+        if not entry:
+            continue
+        versus = ''
+        if other and summary.get(other):
+            versus = f'{entry[0] / summary[other][0]:.2f}x, CPU {entry[3] / summary[other][3]:.2f}x'
+        lines.append(f'{label:<40} {entry[0]:>8.2f} {f"{entry[1]:.2f} - {entry[2]:.2f}":>15} '
+                     f'{entry[3]:>9.3f} {versus:>16}')
+    return '\n'.join(lines)
 
 
 def lateness_label(work_us):
@@ -480,7 +553,7 @@ def lateness_table(summary, megabytes):
     return '\n'.join(lines)
 
 
-def goals(results, alloc, framed, lateness=None):
+def goals(results, alloc, framed, lateness=None, zero_copy=None):
     """The goals of the benchmark issues: (text, value, met or None when not measured)."""
     def ratio(workload, other):
         a, b = results.get((workload, 'coronet')), results.get((workload, other))
@@ -536,6 +609,15 @@ def goals(results, alloc, framed, lateness=None):
                 out.append((f'{label}, {lateness_label(work)}: a 10 ms timer\'s worst lateness under '
                             f'the flood < {LATENESS_GOAL_MS} ms in every run (ms)', worst,
                             worst < LATENESS_GOAL_MS))
+    zero_copy = zero_copy or {}
+    if zero_copy.get('pipe') and zero_copy.get('copy_loop'):
+        speed = zero_copy['pipe'][0] / zero_copy['copy_loop'][0]
+        cpu = zero_copy['pipe'][3] / zero_copy['copy_loop'][3]
+        out.append(('proxy with pipe_both() (splice) >= 1.3x the copy-loop proxy (GB/s)', speed, speed >= 1.3))
+        out.append(('proxy with pipe_both() uses less CPU per GB than the copy loop (ratio)', cpu, cpu < 1.0))
+    if zero_copy.get('send_file') and zero_copy.get('read_write'):
+        cpu = zero_copy['send_file'][3] / zero_copy['read_write'][3]
+        out.append(('send_file() uses less CPU per GB than pread() + write() (ratio)', cpu, cpu < 1.0))
     return out
 
 
@@ -635,13 +717,48 @@ def machine():
 
 # ---------------------------------------------------------------- main
 
+def run_workloads(loads, order, systems, client_path, duration, runs, socket_dir):
+    """Every workload on every system that speaks it, `runs` samples each (idle memory once):
+    ({(row, system): {'median', 'min', 'max'}}, every sample for the JSON)."""
+    results, raw = {}, []
+    steps = sum((1 if w.name == 'idle_memory' else runs) * sum(map(w.runs_on, order)) for w in loads)
+    step = 0
+    for w in loads:
+        for name in filter(w.runs_on, order):
+            samples = []
+            for run in range(1 if w.name == 'idle_memory' else runs):
+                step += 1
+                try:
+                    value, out = sample(systems, name, w, client_path, duration, socket_dir)
+                except Exception as e:  # a peer failing must not lose the others' figures
+                    say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}: FAILED: {e}')
+                    continue
+                samples.append(out)
+                also = ''.join(f', {row.metric} {fmt(out[row.metric], row.unit)} {row.unit}' for row in w.also)
+                say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}/{runs}: '
+                    f'{fmt(value, w.unit)} {w.unit}{also}')
+            if not samples:
+                continue
+            for row in w.rows():
+                values = [{'value': out[row.metric], 'client': out} for out in samples]
+                median, lo, hi = summarise(values)
+                results[(row.name, name)] = {'median': median, 'min': lo, 'max': hi}
+                raw.append({'workload': row.name, 'system': name, 'metric': row.metric, 'unit': row.unit,
+                            'higher_is_better': row.higher_is_better, 'samples': values,
+                            'median': median, 'min': lo, 'max': hi})
+    return results, raw
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--duration', type=float, help='seconds per sample (default 2; 0.5 with --short)')
     parser.add_argument('--runs', type=int, help='samples per workload and system (default 3; 1 with --short)')
     parser.add_argument('--only', help='comma-separated workloads and/or systems to run, e.g. '
-                        'bulk,pingpong or coronet,c (C is always kept: it is the reference); '
-                        f'{", ".join(EXTRAS)} name the coronet-only steps')
+                        'bulk,pingpong or coronet,c (C is always kept: it is the reference). '
+                        f'Workloads: {", ".join(w.name for w in workloads(False))} '
+                        '(the _unix ones over a Unix-domain socket); '
+                        f'{", ".join(EXTRAS)} name the coronet-only steps; '
+                        f'systems: {", ".join(SYSTEM_LABELS)}')
     parser.add_argument('--json', type=Path, default=ROOT / 'build/bench/results.json',
                         help='where to write every sample (default build/bench/results.json)')
     parser.add_argument('--short', action='store_true', help='one short sample each: about a minute')
@@ -677,33 +794,10 @@ def main():
     def step_wanted(name):
         return 'coronet' in systems and (not wanted_steps or name in wanted_steps)
 
-    results, raw = {}, []
-    steps = sum((1 if w.name == 'idle_memory' else runs) * sum(map(w.runs_on, order)) for w in loads)
-    step = 0
     started = time.monotonic()
-    for w in loads:
-        for name in filter(w.runs_on, order):
-            samples = []
-            for run in range(1 if w.name == 'idle_memory' else runs):
-                step += 1
-                try:
-                    value, out = sample(systems, name, w, client_path, duration)
-                except Exception as e:  # a peer failing must not lose the others' figures
-                    say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}: FAILED: {e}')
-                    continue
-                samples.append(out)
-                also = ''.join(f', {row.metric} {fmt(out[row.metric], row.unit)} {row.unit}' for row in w.also)
-                say(f'[{step}/{steps}] {w.name} · {SYSTEM_LABELS[name]} · run {run + 1}/{runs}: '
-                    f'{fmt(value, w.unit)} {w.unit}{also}')
-            if not samples:
-                continue
-            for row in w.rows():
-                values = [{'value': out[row.metric], 'client': out} for out in samples]
-                median, lo, hi = summarise(values)
-                results[(row.name, name)] = {'median': median, 'min': lo, 'max': hi}
-                raw.append({'workload': row.name, 'system': name, 'metric': row.metric, 'unit': row.unit,
-                            'higher_is_better': row.higher_is_better, 'samples': values,
-                            'median': median, 'min': lo, 'max': hi})
+    # The _unix rows' socket files live here, and go with it whatever happens.
+    with tempfile.TemporaryDirectory(prefix='coronet-bench-') as socket_dir:
+        results, raw = run_workloads(loads, order, systems, client_path, duration, runs, Path(socket_dir))
 
     alloc = None
     if step_wanted('allocations'):
@@ -719,13 +813,20 @@ def main():
         lateness_raw = lateness_runs(build_dir, lateness_mb, runs)
         lateness = lateness_summary(lateness_raw)
 
+    zero_copy_raw, zero_copy = {}, {}
+    if step_wanted('zero_copy'):
+        zero_copy_raw = zero_copy_runs(build_dir, ZERO_COPY_MEGABYTES // 2 if args.short else ZERO_COPY_MEGABYTES,
+                                       runs)
+        zero_copy = zero_copy_summary(zero_copy_raw)
+
     elapsed = time.monotonic() - started
     info = machine()
     when = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
     say('')
     say(f'coronet benchmarks, {when}, {info["cores"]} cores ({info["cpu"]}), Linux {info["kernel"]}, '
         f'{runs} run(s) of {duration:g} s each, {elapsed:.0f} s in all')
-    say(f'every server is driven by the same C client over 127.0.0.1 with TCP_NODELAY')
+    say(f'every server is driven by the same C client over 127.0.0.1 with TCP_NODELAY'
+        + ('; the _unix rows over a Unix-domain socket' if any(w.unix for w in loads) else ''))
     if results:
         say('')
         say(table(results, loads, order))
@@ -735,9 +836,12 @@ def main():
     if lateness:
         say('')
         say(lateness_table(lateness, lateness_mb))
+    if zero_copy:
+        say('')
+        say(zero_copy_table(zero_copy, ZERO_COPY_MEGABYTES // 2 if args.short else ZERO_COPY_MEGABYTES))
     say('')
     say('goals:')
-    checks = goals(results, alloc, framed, lateness)
+    checks = goals(results, alloc, framed, lateness, zero_copy)
     for text, value, met in checks:
         if met is not None:
             say(f'  {"pass " if met else "short"}  {text} ({value:.3f})')
@@ -759,6 +863,9 @@ def main():
                             'min': entry['worst'][1], 'max': entry['worst'][2],
                             'p99_median': entry['p99']}
                            for (reader, work), entry in lateness.items()],
+        'zero_copy': [{'row': row, 'metric': 'gbytes_per_s', 'unit': 'GB/s', 'samples': zero_copy_raw[row],
+                       'median': entry[0], 'min': entry[1], 'max': entry[2], 'cpu_s_per_gb_median': entry[3]}
+                      for row, entry in zero_copy.items()],
         'goals': [{'goal': t, 'value': v, 'met': m} for t, v, m in checks],
     }, indent=1))
     say(f'\nwrote {args.json}')

@@ -8,12 +8,14 @@
 // is cut off (and the others told) only when its queue passes --max-queue, or when
 // it has not caught up within --write-timeout: so one stalled reader holds the room
 // up for at most that long, and memory stays bounded per client. An over-long line
-// gets an error line and a goodbye (--max-line). SIGINT tells everyone and ends
-// every socket.
+// gets an error line and a goodbye (--max-line). SIGINT tells everyone and shuts
+// down gracefully: a client in the middle of a line may finish it and gets its
+// answer; after --grace seconds whoever is left is cut off.
 //
 //   chat_server [--host 127.0.0.1] [--port 0] [--max-line 1024] [--idle-timeout 0]
-//               [--max-queue 1048576] [--write-timeout 5]
+//               [--max-queue 1048576] [--write-timeout 5] [--grace 5]
 #include <csignal>
+#include <cstdio>
 #include <list>
 #include <memory>
 
@@ -23,7 +25,7 @@ namespace {
 
 constexpr std::string_view usage =
     "usage: chat_server [--host HOST] [--port PORT] [--max-line BYTES] [--idle-timeout SECONDS]\n"
-    "                   [--max-queue BYTES] [--write-timeout SECONDS]\n"
+    "                   [--max-queue BYTES] [--write-timeout SECONDS] [--grace SECONDS]\n"
     "  --host           address to listen on (default 127.0.0.1)\n"
     "  --port           port; 0 lets the kernel pick (default 0)\n"
     "  --max-line       longest line accepted, in bytes (default 1024)\n"
@@ -31,7 +33,13 @@ constexpr std::string_view usage =
     "  --max-queue      bytes queued for one client before it is cut off (default 1048576)\n"
     "  --write-timeout  seconds a client may stay behind before it is cut off (default 5)\n"
     "  Prints 'listening on HOST:PORT' first. Clients send their name as their first line.\n"
-    "  Commands: /nick NAME, /who, /quit. SIGINT closes the server gracefully.\n"
+    "  --grace          on SIGINT/SIGTERM, seconds a client may take to finish the line it\n"
+    "                   is sending before it is cut off (default 5)\n"
+    "  Commands: /nick NAME, /who, /quit.\n"
+    "SIGINT or SIGTERM: everyone is told; a client idle between lines is disconnected at once,\n"
+    "  one in the middle of a line may finish it and gets its answer, and after --grace\n"
+    "  whoever is left is cut off. Then it prints 'shutdown: N ended gracefully, M cut'\n"
+    "  and exits. A second signal exits at once.\n"
     "Slow readers: once a client has 64 KiB waiting for it (or half --max-queue, if less),\n"
     "  each sender's next line waits until it catches up. A client that has not caught up\n"
     "  within --write-timeout, or whose queue passes --max-queue, is cut off, the others told.\n"
@@ -46,6 +54,7 @@ struct settings {
   std::chrono::seconds idle{0};
   std::size_t max_queue = 1024 * 1024;
   std::chrono::seconds write_timeout{5};
+  std::chrono::seconds grace{5};
 };
 
 struct client {
@@ -99,10 +108,19 @@ class room {
     co_return winner.index() == 0;
   }
 
-  std::string who() const {
+  /// "* here: ann bob"; with `rtt`, each TCP client's smoothed round-trip time from
+  /// TCP_INFO as well: "* here: ann (rtt 0.05 ms) bob (rtt 12.30 ms)".
+  std::string who(bool rtt = false) const {
     std::string list = "* here:";
     for (const auto& c : clients_) {
-      if (!c->name.empty()) list += " " + c->name;
+      if (c->name.empty()) continue;
+      list += " " + c->name;
+      const auto info = rtt && c->connected() ? c->socket->info() : std::nullopt;
+      if (info) {
+        char ms[32];
+        std::snprintf(ms, sizeof ms, " (rtt %.2f ms)", info->rtt.count() / 1000.0);
+        list += ms;
+      }
     }
     return list + "\n";
   }
@@ -115,14 +133,9 @@ class room {
     clients_.remove_if([&](const auto& x) { return x.get() == &c; });
   }
 
-  /// Tells everyone the server is going, and ends each socket after that line.
-  void shut_down() {
-    for (auto& c : clients_) {
-      send(*c, "* server shutting down\n");
-      if (c->connected()) {
-        asio::co_spawn(c->socket->get_executor(), end_quietly(*c->socket), asio::detached);
-      }
-    }
+  /// Tells everyone the server is going; server.shutdown() then ends each socket.
+  void announce_shutdown() {
+    for (auto& c : clients_) send(*c, "* server shutting down\n");
   }
 
   const settings& limits() const { return settings_; }
@@ -153,13 +166,6 @@ class room {
     if (!name.empty()) broadcast("* " + name + " was disconnected: too slow\n");
   }
 
-  static coronet::awaitable<void> end_quietly(coronet::Socket& socket) {
-    try {
-      co_await socket.end();
-    } catch (const coronet::error&) {
-    }
-  }
-
   settings settings_;
   std::list<std::shared_ptr<client>> clients_;
 };
@@ -187,7 +193,7 @@ bool handle(room& chat, client& me, std::string_view text) {
       chat.broadcast("* " + old + " is now " + me.name + "\n");
     }
   } else if (text == "/who") {
-    chat.send(me, chat.who());
+    chat.send(me, chat.who(true));
   } else if (text == "/quit") {
     chat.send(me, "* bye\n");
     return false;
@@ -233,8 +239,9 @@ coronet::awaitable<void> session(room& chat, coronet::Socket socket) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cli::args args(argc, argv, "chat_server", std::string(usage),
-                 {"host", "port", "max-line", "idle-timeout", "max-queue", "write-timeout"});
+  cli::args args(
+      argc, argv, "chat_server", std::string(usage),
+      {"host", "port", "max-line", "idle-timeout", "max-queue", "write-timeout", "grace"});
   const std::string host = args.text("host", "127.0.0.1");
   const int port = static_cast<int>(args.number("port", 0, 0, 65535));
   settings limits;
@@ -242,6 +249,7 @@ int main(int argc, char** argv) {
   limits.idle = std::chrono::seconds(args.number("idle-timeout", 0, 0, 86'400));
   limits.max_queue = static_cast<std::size_t>(args.number("max-queue", 1 << 20, 1024, 1 << 30));
   limits.write_timeout = std::chrono::seconds(args.number("write-timeout", 5, 1, 3600));
+  limits.grace = std::chrono::seconds(args.number("grace", 5, 0, 3600));
 
   asio::io_context io{1};
   coronet::Server server({.allow_half_open = true});
@@ -257,14 +265,21 @@ int main(int argc, char** argv) {
   asio::co_spawn(io,
                  server.serve([&chat](coronet::Socket s) { return session(chat, std::move(s)); }),
                  asio::detached);
-  // The first Ctrl-C says goodbye and ends every socket; the process exits when
-  // the clients have gone. A second Ctrl-C does not wait for them.
+  // The first Ctrl-C says goodbye and shuts down gracefully; the process exits
+  // when every client has gone or been cut off. A second Ctrl-C does not wait.
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](std::error_code, int) {
-    server.close();
-    chat.shut_down();
-    signals.async_wait([&](std::error_code, int) { io.stop(); });
-    asio::co_spawn(io, server.wait_closed(), [&](std::exception_ptr) { signals.cancel(); });
+  signals.async_wait([&](std::error_code ec, int) {
+    if (ec) return;
+    chat.announce_shutdown();
+    signals.async_wait([&](std::error_code again, int) {
+      if (!again) io.stop();
+    });
+    asio::co_spawn(io, server.shutdown(limits.grace),
+                   [&](std::exception_ptr, coronet::ShutdownResult r) {
+                     std::cout << "shutdown: " << r.graceful << " ended gracefully, " << r.cut
+                               << " cut" << std::endl;
+                     signals.cancel();
+                   });
   });
   io.run();
   return 0;

@@ -3,7 +3,10 @@
 // io_contexts on N threads, each with its own server on the same port
 // (SO_REUSEPORT), which is how coronet uses several cores.
 //
-//   echo_server [--host 127.0.0.1] [--port 0] [--threads 1] [--idle-timeout 0]
+// SIGINT or SIGTERM shuts it down gracefully: idle connections end at once, the
+// others once their echo is out, and after --grace what is left is cut.
+//
+//   echo_server [--host 127.0.0.1] [--port 0] [--threads 1] [--idle-timeout 0] [--grace 5000]
 #include <csignal>
 
 #include "cli.hpp"
@@ -11,13 +14,18 @@
 namespace {
 
 constexpr std::string_view usage =
-    "usage: echo_server [--host HOST] [--port PORT] [--threads N] [--idle-timeout MS]\n"
+    "usage: echo_server [--host HOST] [--port PORT] [--threads N] [--idle-timeout MS] [--grace "
+    "MS]\n"
     "  --host          address to listen on (default 127.0.0.1)\n"
     "  --port          port; 0 lets the kernel pick (default 0)\n"
     "  --threads       io_contexts sharing the port through SO_REUSEPORT, one per core (default "
     "1)\n"
     "  --idle-timeout  close a connection idle this many milliseconds (default 0: never)\n"
-    "  Prints 'listening on HOST:PORT' first. SIGINT or SIGTERM stops it.\n";
+    "  --grace         on SIGINT/SIGTERM, milliseconds a connection may take to finish its\n"
+    "                  echo before it is cut (default 5000)\n"
+    "  Prints 'listening on HOST:PORT' first. SIGINT or SIGTERM stops accepting, ends idle\n"
+    "  connections at once and the others once their echo is out, then prints\n"
+    "  'shutdown: N ended gracefully, M cut'. A second signal exits at once.\n";
 
 std::chrono::milliseconds idle_timeout{0};
 
@@ -37,11 +45,12 @@ asio::awaitable<void> echo(coronet::Socket socket) {
 
 int main(int argc, char** argv) {
   cli::args args(argc, argv, "echo_server", std::string(usage),
-                 {"host", "port", "threads", "idle-timeout"});
+                 {"host", "port", "threads", "idle-timeout", "grace"});
   const std::string host = args.text("host", "127.0.0.1");
   int port = static_cast<int>(args.number("port", 0, 0, 65535));
   const auto threads = static_cast<std::size_t>(args.number("threads", 1, 1, 256));
   idle_timeout = std::chrono::milliseconds(args.number("idle-timeout", 0, 0, 86'400'000));
+  const std::chrono::milliseconds grace(args.number("grace", 5000, 0, 86'400'000));
 
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::vector<coronet::Server> servers(threads);
@@ -62,14 +71,31 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < threads; ++i) {
     asio::co_spawn(*contexts[i], servers[i].serve(echo), asio::detached);
   }
+  // Each server shuts down on its own thread; the totals are added up on the first.
   asio::signal_set signals(*contexts[0], SIGINT, SIGTERM);
-  signals.async_wait([&](std::error_code, int) {
-    // Stop accepting, then stop: open connections are closed as the process exits.
+  coronet::ShutdownResult total;
+  std::size_t reported = 0;
+  auto stop_all = [&] {
+    for (auto& c : contexts) c->stop();
+  };
+  signals.async_wait([&](std::error_code ec, int) {
+    if (ec) return;
+    signals.async_wait([&](std::error_code again, int) {
+      if (!again) stop_all();  // a second signal does not wait for anyone
+    });
     for (std::size_t i = 0; i < threads; ++i) {
-      asio::post(*contexts[i], [&, i] {
-        servers[i].close();
-        contexts[i]->stop();
-      });
+      asio::co_spawn(*contexts[i], servers[i].shutdown(grace),
+                     [&](std::exception_ptr, coronet::ShutdownResult r) {
+                       asio::post(*contexts[0], [&, r] {
+                         total.graceful += r.graceful;
+                         total.cut += r.cut;
+                         if (++reported < threads) return;
+                         std::cout << "shutdown: " << total.graceful << " ended gracefully, "
+                                   << total.cut << " cut" << std::endl;
+                         signals.cancel();
+                         stop_all();
+                       });
+                     });
     }
   });
   std::vector<std::thread> workers;

@@ -1,9 +1,10 @@
 // proxy: a TCP forwarder. Each connection to --listen is joined to a new
-// connection to --to; bytes flow both ways with backpressure (a write waits while
-// the other side's kernel is full, and meanwhile nothing more is read), and a FIN
-// from either side is passed on as a FIN to the other, a reset as a reset. A write
-// that has waited --write-timeout for a peer that does not read resets both sides:
-// a stalled peer holds up only its own pair, and only for that long.
+// connection to --to by coronet::pipe_both(): bytes flow both ways, spliced by the
+// kernel, with backpressure (nothing more is read while the other side's kernel is
+// full), and a FIN from either side is passed on as a FIN to the other, a reset as
+// a reset. When a peer that does not read has taken no byte for --write-timeout,
+// both sides are reset: a stalled peer holds up only its own pair, and only for
+// that long (a slow reader that keeps taking bytes is not cut off).
 //
 //   proxy --listen PORT --to HOST:PORT [--host 127.0.0.1] [--write-timeout 30]
 #include <csignal>
@@ -23,42 +24,7 @@ constexpr std::string_view usage =
 
 std::string upstream_host;
 int upstream_port = 0;
-std::chrono::seconds write_timeout{30};
-
-/// Runs `op`, handing its failure back through `failure` instead of throwing: `||`
-/// would hold on to a failed operand until the timer fired.
-coronet::awaitable<void> caught(coronet::awaitable<void> op, std::exception_ptr& failure) {
-  try {
-    co_await std::move(op);
-  } catch (...) {
-    failure = std::current_exception();
-  }
-}
-
-/// to.write(chunk), for at most --write-timeout; then errc::timeout.
-coronet::awaitable<void> write_in_time(coronet::Socket& to, std::string_view chunk) {
-  if (write_timeout.count() == 0) {
-    co_await to.write(chunk);
-    co_return;
-  }
-  using namespace asio::experimental::awaitable_operators;
-  std::exception_ptr failure;
-  asio::steady_timer deadline(co_await asio::this_coro::executor, write_timeout);
-  auto winner =
-      co_await (caught(to.write(chunk), failure) || deadline.async_wait(asio::use_awaitable));
-  if (winner.index() == 1) {
-    std::cerr << "proxy: a write waited " << write_timeout.count()
-              << " s for a peer that does not read; both sides reset\n";
-    throw coronet::error(coronet::errc::timeout);
-  }
-  if (failure) std::rethrow_exception(failure);
-}
-
-/// from -> to until from's FIN, which becomes to's FIN.
-coronet::awaitable<void> pipe(coronet::Socket& from, coronet::Socket& to) {
-  while (auto chunk = co_await from.read()) co_await write_in_time(to, *chunk);
-  co_await to.end();
-}
+std::chrono::seconds write_timeout{30};  // 0: wait forever
 
 coronet::awaitable<void> forward(coronet::Socket client) {
   coronet::Socket upstream;
@@ -71,13 +37,20 @@ coronet::awaitable<void> forward(coronet::Socket client) {
     co_return;
   }
   client.set_no_delay(true);
-  using namespace asio::experimental::awaitable_operators;
   try {
-    // Both directions at once; each ends on its own FIN.
-    co_await (pipe(client, upstream) && pipe(upstream, client));
-  } catch (const std::exception&) {
-    // A reset or a stalled write on one side (when both directions fail, `&&` throws
-    // asio::multiple_exceptions): reset both, so that neither peer takes it for an end.
+    // Both directions at once, each passing its FIN on; between two TCP sockets the
+    // kernel splices the bytes and the proxy never copies them. A reset or an I/O
+    // error on one side resets the other (pipe_both() does that itself).
+    co_await coronet::pipe_both(client, upstream, {.write_timeout = write_timeout});
+  } catch (const std::exception& e) {
+    // A stalled reader (pipe_both() leaves both open then) or anything else: reset
+    // both, so that neither peer takes it for an end. (Resetting a socket that
+    // pipe_both() has already reset does nothing.)
+    const auto* failure = dynamic_cast<const coronet::error*>(&e);
+    if (failure && failure->code() == coronet::errc::timeout) {
+      std::cerr << "proxy: a write waited " << write_timeout.count()
+                << " s for a peer that does not read; both sides reset\n";
+    }
     client.reset_and_destroy();
     upstream.reset_and_destroy();
   }

@@ -62,6 +62,7 @@ coronet::awaitable<void> every_call() {
   peer.destroy();
   server.close();
   co_await server.wait_closed();
+  (void)co_await server.shutdown(std::chrono::seconds(1));
   co_await server.serve([](coronet::Socket) -> coronet::awaitable<void> { co_return; });
 }
 }  // namespace

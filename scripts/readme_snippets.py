@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Turns every ```cpp block of the README into one C++ file the build compiles.
+"""Turns every ```cpp block of a Markdown file (the README, docs/guide.md) into one
+C++ file the build compiles.
 
 Each block goes into a namespace of its own (so two blocks may each have a main),
 with its #include lines hoisted to the top. A block that is not meant to compile

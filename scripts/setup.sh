@@ -14,6 +14,7 @@ set -euo pipefail
 use=(
   g++ meson ninja-build pkg-config   # a C++20 compiler and the build
   libasio-dev                        # standalone Asio, coronet's one dependency
+  libssl-dev openssl                 # OpenSSL 3 for the opt-in coronet/tls.hpp; the CLI makes test certificates
 )
 develop=(
   doctest-dev                        # the test framework

@@ -43,3 +43,20 @@ TEST_CASE("steady-state ping-pong makes no heap allocation on either end") {
     server.close();
   });
 }
+
+TEST_CASE("socket.info() and server.stats() make no heap allocation: cheap per request") {
+  test::run([]() -> coronet::awaitable<void> {
+    coronet::Server server;
+    const int port = co_await test::listen_loopback(server);
+    coronet::Socket client = co_await coronet::connect(port, "127.0.0.1");
+    coronet::Socket accepted = co_await server.accept();
+    const long before = allocations;
+    std::uint64_t seen = 0;
+    for (int i = 0; i < 1000; ++i) {
+      seen += client.info()->congestion_window + accepted.info()->mss;
+      seen += server.stats().active;
+    }
+    CHECK(allocations == before);
+    CHECK(seen > 0);
+  });
+}

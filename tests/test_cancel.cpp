@@ -381,3 +381,243 @@ TEST_CASE("a write racing a deadline that has passed: sent once, or copied and s
     CHECK(test::checksum(got) == test::checksum(expected));
   });
 }
+
+// accept(), connect() and wait_closed(): each way of cancelling, while waiting and
+// racing a completion. A cancelled accept() or connect() leaves no descriptor, and
+// the connection a cancelled accept() did not take is the next accept()'s.
+
+namespace {
+
+/// `op` awaited by a coroutine of the caller's own, whose cancellation reaches it.
+coronet::awaitable<void> in_parent(coronet::awaitable<void> op) {
+  auto nested = [](coronet::awaitable<void> inner) -> coronet::awaitable<void> {
+    co_await std::move(inner);
+  };
+  co_await nested(std::move(op));
+}
+
+/// One turn of the executor: as the first operand of `||`, it completes before an
+/// operation whose result is already queued, so that operation loses the race.
+coronet::awaitable<void> one_turn() {
+  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+}
+
+/// How a test cancels an operation that waits.
+enum class way { deadline_or, slot, parent };
+const way all_ways[] = {way::deadline_or, way::slot, way::parent};
+
+std::string name(way w) {
+  switch (w) {
+    case way::deadline_or: return "|| with a timer";
+    case way::slot: return "bind_cancellation_slot";
+    case way::parent: return "a parent coroutine";
+  }
+  return "?";
+}
+
+/// Cancels `op` the given way while it waits. True when it ended as a cancellation
+/// must: "<what> cancelled" (through `||`, which swallows the operand's error: the
+/// timer won).
+coronet::awaitable<bool> cancelled_while_waiting(way w, coronet::awaitable<void> op,
+                                                 const std::string& what) {
+  if (w == way::deadline_or) {
+    auto outcome = co_await (std::move(op) || after(20ms));
+    co_return outcome.index() == 1;
+  }
+  // Chosen before the co_await: g++ 12 loses a conditional operand inside one.
+  coronet::awaitable<void> cancelled = std::move(op);
+  if (w == way::parent) cancelled = in_parent(std::move(cancelled));
+  auto e = co_await cancel_while_waiting(std::move(cancelled));
+  co_return is_cancellation(e) && std::string(e->what()) == what + " cancelled";
+}
+
+/// The io_context makes its reactor's descriptors on first use; count after that.
+coronet::awaitable<int> descriptors_now() {
+  asio::steady_timer first_use(co_await asio::this_coro::executor);
+  co_return test::open_descriptors();
+}
+
+}  // namespace
+
+TEST_CASE("accept() cancelled while it waits: no descriptor left, the next client is accepted") {
+  for (way w : all_ways) {
+    CAPTURE(name(w));
+    test::run([w]() -> coronet::awaitable<void> {
+      coronet::Server server;
+      const int port = co_await test::listen_loopback(server);
+      const int before = co_await descriptors_now();
+      auto accepting = [&]() -> coronet::awaitable<void> { co_await server.accept(); };
+      CHECK(co_await cancelled_while_waiting(w, accepting(), "accept"));
+      CHECK(test::open_descriptors() == before);
+      CHECK(server.listening());
+      auto client = co_await coronet::connect(port, "127.0.0.1");
+      auto accepted = co_await server.accept();
+      CHECK(accepted.remote_port() == client.local_port());
+    });
+  }
+}
+
+TEST_CASE("accept() racing a cancellation: no connection is lost or taken twice") {
+  test::run([]() -> coronet::awaitable<void> {
+    coronet::Server server;
+    const int port = co_await test::listen_loopback(server);
+    constexpr int clients = 40;
+    std::vector<coronet::Socket> dialled;
+    std::vector<int> seen;
+    int lost_races = 0;
+    auto note = [&](coronet::Socket& s) { seen.push_back(s.remote_port()); };
+    for (int i = 0; i < clients; ++i) {
+      // The connection waits in the backlog, so accept() completes at once; the
+      // turn before it completes first and cancels it.
+      dialled.push_back(co_await coronet::connect(port, "127.0.0.1"));
+      auto outcome = co_await (one_turn() || server.accept());
+      if (outcome.index() == 1) {
+        note(std::get<1>(outcome));
+      } else {
+        ++lost_races;
+      }
+    }
+    // What the cancelled accepts did not take, the next ones do.
+    while (static_cast<int>(seen.size()) < clients) {
+      auto outcome = co_await (server.accept() || after(2s));
+      if (outcome.index() == 1) break;
+      note(std::get<0>(outcome));
+    }
+    MESSAGE(lost_races << " of " << clients << " accepts lost the race to a cancellation");
+    std::vector<int> expected;
+    for (auto& d : dialled) expected.push_back(d.local_port());
+    std::sort(seen.begin(), seen.end());
+    std::sort(expected.begin(), expected.end());
+    CHECK(seen == expected);
+  });
+}
+
+TEST_CASE("connect() cancelled while it waits: no descriptor left, as 'connect cancelled'") {
+  for (way w : all_ways) {
+    CAPTURE(name(w));
+    test::run([w]() -> coronet::awaitable<void> {
+      test::blackhole silent;  // SYNs go unanswered: connect() waits
+      const int before = co_await descriptors_now();
+      auto connecting = [&]() -> coronet::awaitable<void> {
+        co_await coronet::connect(silent.port(), "127.0.0.1");
+      };
+      CHECK(co_await cancelled_while_waiting(w, connecting(), "connect"));
+      // With its own timeout option, the cancellation is reported as such too.
+      auto bounded = [&]() -> coronet::awaitable<void> {
+        co_await coronet::connect({.host = "127.0.0.1", .port = silent.port(), .timeout = 10s});
+      };
+      CHECK(co_await cancelled_while_waiting(w, bounded(), "connect"));
+      // And a name with two addresses, raced Happy Eyeballs style: ::1 refuses at
+      // once, 127.0.0.1 never answers.
+      auto racing = [&]() -> coronet::awaitable<void> {
+        co_await coronet::connect(
+            {.host = "two.example", .port = silent.port(), .lookup = [](std::string_view) {
+               return std::vector<asio::ip::address>{asio::ip::make_address("::1"),
+                                                     asio::ip::make_address("127.0.0.1")};
+             }});
+      };
+      CHECK(co_await cancelled_while_waiting(w, racing(), "connect"));
+      CHECK(test::open_descriptors() == before);
+    });
+  }
+}
+
+TEST_CASE("connect() cancelled while the system resolver works: cancelled once it returns") {
+  test::run([]() -> coronet::awaitable<void> {
+    const int before = co_await descriptors_now();
+    asio::cancellation_signal signal;
+    std::optional<std::exception_ptr> outcome;
+    asio::co_spawn(co_await asio::this_coro::executor, coronet::connect(1, "localhost"),
+                   asio::bind_cancellation_slot(signal.slot(),
+                                                [&](std::exception_ptr e, auto) { outcome = e; }));
+    signal.emit(asio::cancellation_type::terminal);
+    for (int i = 0; i < 1000 && !outcome; ++i) co_await after(5ms);  // getaddrinfo's thread
+    REQUIRE(outcome);
+    REQUIRE(*outcome);
+    try {
+      std::rethrow_exception(*outcome);
+    } catch (const coronet::error& e) {
+      CHECK(std::string(e.what()) == "connect cancelled");  // not "connect ECONNREFUSED"
+    }
+    CHECK(test::open_descriptors() <= before + 3);  // the resolver's own reactor, kept by Asio
+  });
+}
+
+TEST_CASE("connect() racing a cancellation: connected or cancelled, never a leaked descriptor") {
+  test::run([]() -> coronet::awaitable<void> {
+    coronet::Server server;
+    const int port = co_await test::listen_loopback(server);
+    const int before = co_await descriptors_now();
+    int cancelled = 0;
+    for (int i = 0; i < 40; ++i) {
+      auto outcome = co_await (one_turn() || coronet::connect(port, "127.0.0.1"));
+      if (outcome.index() == 0) ++cancelled;
+    }
+    // Cancelled at once through a slot: it reports a cancellation, never Asio's error.
+    for (int i = 0; i < 20; ++i) {
+      asio::cancellation_signal signal;
+      std::optional<std::exception_ptr> outcome;
+      asio::co_spawn(co_await asio::this_coro::executor, coronet::connect(port, "127.0.0.1"),
+                     asio::bind_cancellation_slot(
+                         signal.slot(), [&](std::exception_ptr e, auto) { outcome = e; }));
+      signal.emit(asio::cancellation_type::terminal);
+      co_await test::settle([&] { return outcome.has_value(); });
+      REQUIRE(outcome);
+      if (*outcome) {
+        try {
+          std::rethrow_exception(*outcome);
+        } catch (const coronet::error& e) {
+          CHECK(std::string(e.what()) == "connect cancelled");
+        }
+      }
+    }
+    MESSAGE(cancelled << " of 40 connects lost the race to a cancellation");
+    // The server's backlog holds the client ends it has not accepted: close them.
+    server.close();
+    CHECK(test::open_descriptors() == before - 1);  // less the listening socket
+  });
+}
+
+TEST_CASE("wait_closed() cancelled while it waits changes nothing on the server") {
+  for (way w : all_ways) {
+    CAPTURE(name(w));
+    test::run([w]() -> coronet::awaitable<void> {
+      test::pair p;
+      co_await test::make_pair(p);
+      p.server.close();
+      auto waiting = [&]() -> coronet::awaitable<void> { co_await p.server.wait_closed(); };
+      CHECK(co_await cancelled_while_waiting(w, waiting(), "wait_closed"));
+      CHECK(p.server.connections() == 1);
+      p.accepted.destroy();
+      co_await p.server.wait_closed();
+      CHECK(p.server.connections() == 0);
+    });
+  }
+}
+
+TEST_CASE("wait_closed() racing its completion: completes or reports a cancellation") {
+  test::run([]() -> coronet::awaitable<void> {
+    test::pair p;
+    co_await test::make_pair(p);
+    p.server.close();
+    auto ex = co_await asio::this_coro::executor;
+    asio::cancellation_signal signal;
+    std::optional<std::exception_ptr> outcome;
+    asio::co_spawn(
+        ex, p.server.wait_closed(),
+        asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) { outcome = e; }));
+    co_await test::settle([] { return false; }, 5);
+    p.accepted.destroy();  // the last connection closes and, in the same turn,
+    signal.emit(asio::cancellation_type::terminal);  // the waiter is cancelled
+    co_await test::settle([&] { return outcome.has_value(); });
+    REQUIRE(outcome);
+    if (*outcome) {
+      try {
+        std::rethrow_exception(*outcome);
+      } catch (const coronet::error& e) {
+        CHECK(std::string(e.what()) == "wait_closed cancelled");
+      }
+    }
+    CHECK(p.server.connections() == 0);
+  });
+}

@@ -2,10 +2,11 @@
 // sendmsg(), and readable_length() to know when a batch of requests is done.
 #include "support.hpp"
 
+#include <coronet/testing.hpp>
+
 TEST_CASE("cork() holds writes until the matching uncork(), which sends them together") {
   test::run([]() -> coronet::awaitable<void> {
-    test::pair p;
-    co_await test::make_pair(p);
+    auto p = co_await coronet::testing::socket_pair();
     p.accepted.cork();
     co_await p.accepted.write("a");  // completes at once: the bytes are held
     CHECK(p.accepted.write_nowait("b"));
@@ -27,8 +28,7 @@ TEST_CASE("cork() holds writes until the matching uncork(), which sends them tog
 
 TEST_CASE("end() uncorks; drain() on a corked socket is a clear error, not a hang") {
   test::run([]() -> coronet::awaitable<void> {
-    test::pair p;
-    co_await test::make_pair(p);
+    auto p = co_await coronet::testing::socket_pair();
     p.accepted.cork();
     p.accepted.write_nowait("held");
     auto e = co_await test::expect_error(p.accepted.drain());
@@ -42,8 +42,7 @@ TEST_CASE("end() uncorks; drain() on a corked socket is a clear error, not a han
 TEST_CASE("write() of several buffers sends them in order, as one gather write when it fits") {
   test::run([]() -> coronet::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    test::pair p;
-    co_await test::make_pair(p);
+    auto p = co_await coronet::testing::socket_pair();
     const std::string head = "HTTP/1.1 200 OK\r\n", blank = "\r\n", body = "ok";
     const asio::const_buffer reply[] = {asio::buffer(head), asio::buffer(blank),
                                         asio::buffer(body)};
@@ -77,8 +76,7 @@ TEST_CASE("write() of several buffers sends them in order, as one gather write w
 
 TEST_CASE("readable_length() counts bytes received and not yet handed out") {
   test::run([]() -> coronet::awaitable<void> {
-    test::pair p;
-    co_await test::make_pair(p);
+    auto p = co_await coronet::testing::socket_pair();
     CHECK(p.accepted.readable_length() == 0);
     co_await p.client.write("one\ntwo\nthree\n");
     auto line = co_await p.accepted.read_line();
@@ -94,8 +92,7 @@ TEST_CASE("readable_length() counts bytes received and not yet handed out") {
 
 TEST_CASE("pipelined requests answered under cork() leave in one system call per batch") {
   test::run([]() -> coronet::awaitable<void> {
-    test::pair p;
-    co_await test::make_pair(p);
+    auto p = co_await coronet::testing::socket_pair();
     std::string batch;
     for (int i = 0; i < 16; ++i) batch += "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     co_await p.client.write(batch);

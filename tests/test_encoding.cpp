@@ -2,13 +2,14 @@
 // and writes in an encoding.
 #include "support.hpp"
 
+#include <coronet/testing.hpp>
+
 using coronet::encoding;
 
 TEST_CASE("a UTF-8 character split across TCP segments is delivered whole") {
   test::run([]() -> coronet::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    test::pair p;
-    co_await test::make_pair(p, {}, {.no_delay = true});
+    auto p = co_await coronet::testing::socket_pair();
     p.accepted.set_encoding(encoding::utf8);
     CHECK(p.accepted.get_encoding() == encoding::utf8);
 
@@ -37,8 +38,7 @@ TEST_CASE("every split point of multi-byte text reads back identical") {
   for (std::size_t cut = 1; cut < text.size(); ++cut) {
     CAPTURE(cut);
     test::run([&]() -> coronet::awaitable<void> {
-      test::pair p;
-      co_await test::make_pair(p, {}, {.no_delay = true});
+      auto p = co_await coronet::testing::socket_pair();
       p.accepted.set_encoding(encoding::utf8);
       co_await p.client.write(text.substr(0, cut));
       // Read what is there now, so the second half arrives as a separate segment.
@@ -53,8 +53,7 @@ TEST_CASE("every split point of multi-byte text reads back identical") {
 
 TEST_CASE("an incomplete character at FIN becomes one U+FFFD, as in Node") {
   test::run([]() -> coronet::awaitable<void> {
-    test::pair p;
-    co_await test::make_pair(p);
+    auto p = co_await coronet::testing::socket_pair();
     p.accepted.set_encoding(encoding::utf8);
     co_await p.client.end("ok\xE2\x82");
     CHECK(co_await test::read_all(p.accepted) == "ok\xEF\xBF\xBD");
@@ -63,8 +62,7 @@ TEST_CASE("an incomplete character at FIN becomes one U+FFFD, as in Node") {
 
 TEST_CASE("hex and base64 reads, and writes given in an encoding") {
   test::run([]() -> coronet::awaitable<void> {
-    test::pair p;
-    co_await test::make_pair(p);
+    auto p = co_await coronet::testing::socket_pair();
     p.accepted.set_encoding(encoding::hex);
     co_await p.client.write("68656c6c6f", encoding::hex);   // "hello" as hex text
     co_await p.client.write("IHdvcmxk", encoding::base64);  // " world"

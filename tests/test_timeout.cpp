@@ -138,6 +138,27 @@ TEST_CASE("connect timeout: a black-holed address gives errc::timeout in bounded
   });
 }
 
+TEST_CASE("connect timeout: a refused connection fails at once with its own error, not ETIMEDOUT") {
+  // Asio's || waits for the first operand that *succeeds*: a refused attempt used to
+  // sit out the whole timeout and then report ETIMEDOUT.
+  int closed_port = 0;
+  {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    closed_port = a.local_endpoint().port();
+  }  // nothing listens there now
+  test::run(
+      [&]() -> coronet::awaitable<void> {
+        auto e = co_await test::expect_error(
+            coronet::connect({.host = "127.0.0.1", .port = closed_port, .timeout = 60s}));
+        CHECK(e.code() == std::errc::connection_refused);
+        auto u = co_await test::expect_error(
+            coronet::connect({.path = "/nonexistent/coronet.sock", .timeout = 60s}));
+        CHECK(u.code() == std::errc::no_such_file_or_directory);
+      },
+      10s);
+}
+
 TEST_CASE("the connect timeout becomes the idle timeout, as in Node") {
   test::run([]() -> coronet::awaitable<void> {
     coronet::Server server;

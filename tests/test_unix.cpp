@@ -87,7 +87,8 @@ void make_stale_socket_file(const std::string& path) {
   acceptor.close();  // closing does not remove the file; only unlink() does
 }
 
-TEST_CASE("a path that exists is EADDRINUSE, naming it; removing a stale file lets listen() go on") {
+TEST_CASE(
+    "a path that exists is EADDRINUSE, naming it; removing a stale file lets listen() go on") {
   temp_dir dir;
   const std::string path = dir.file("busy.sock");
   const std::string stale = dir.file("stale.sock");
@@ -138,8 +139,9 @@ TEST_CASE("a path longer than sun_path holds is refused with the limit, never tr
     auto e = co_await test::expect_error(server.listen({.path = too_long}));
     CHECK(e.code() == std::errc::filename_too_long);
     const std::string what = e.what();
-    CHECK(what.starts_with("listen ENAMETOOLONG: the Unix socket path is 108 bytes long; "
-                           "Linux allows at most 107"));
+    CHECK(
+        what.starts_with("listen ENAMETOOLONG: the Unix socket path is 108 bytes long; "
+                         "Linux allows at most 107"));
     CHECK_FALSE(exists(too_long.substr(0, 107)));  // nothing bound under a cut-down name
     auto c = co_await test::expect_error(coronet::connect({.path = too_long}));
     CHECK(c.code() == std::errc::filename_too_long);

@@ -1,7 +1,10 @@
 // The benchmark server on coronet: the protocol every peer in benchmarks/peers/
 // speaks (see benchmarks/README.md), written the way the README teaches.
-//   coronet_server --mode echo|sink|mixed|http --port PORT [--sink-reader R]
-//                  [--count-allocations]
+//   coronet_server --mode echo|sink|mixed|http --port PORT | --unix PATH
+//                  [--sink-reader R] [--count-allocations]
+//
+// --unix listens on a Unix-domain socket file instead of 127.0.0.1; the handlers
+// are the same (set_no_delay() does nothing there, as in Node).
 //
 // --sink-reader picks the read the sink drains with, so the fairness row can
 // flood each of them: read (the default), read_some, or, on the flood's
@@ -29,15 +32,18 @@ std::atomic<std::uint64_t> allocations{0};
 bool counting = false;
 
 constexpr std::string_view usage =
-    "usage: coronet_server --mode echo|sink|mixed|http --port PORT [--sink-reader R]\n"
-    "                      [--count-allocations]\n"
+    "usage: coronet_server --mode echo|sink|mixed|http --port PORT | --unix PATH\n"
+    "                      [--sink-reader R] [--count-allocations]\n"
     "  echo:  every byte back, FIN mirrored once flushed.\n"
     "  sink:  discard until FIN, then reply with the byte count and a newline.\n"
     "  mixed: a connection whose first byte is 'F' is a sink, any other an echo.\n"
     "  http:  one fixed HTTP/1.1 response per request head, keep-alive.\n"
     "  --sink-reader read|read_some|read_line|read_until|read_exactly: how the sink\n"
     "         reads (framed readers expect lines of 100 bytes; default read).\n"
-    "  Prints 'listening on 127.0.0.1:PORT' first; SIGTERM or SIGINT stops it.\n";
+    "  --unix PATH: a Unix-domain socket (the file must not exist) instead of\n"
+    "         127.0.0.1; it is removed when the server stops.\n"
+    "  Prints 'listening on 127.0.0.1:PORT' (or 'listening on unix:PATH') first;\n"
+    "  SIGTERM or SIGINT stops it.\n";
 
 constexpr std::uint64_t warm_up_reads = 1000;
 
@@ -167,6 +173,7 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 int main(int argc, char** argv) {
   std::string mode;
   int port = -1;
+  std::string_view unix_path;
   std::string_view reader = "read";
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -177,6 +184,8 @@ int main(int argc, char** argv) {
       mode = argv[++i];
     } else if (a == "--port" && i + 1 < argc) {
       port = std::atoi(argv[++i]);
+    } else if (a == "--unix" && i + 1 < argc) {
+      unix_path = argv[++i];
     } else if (a == "--sink-reader" && i + 1 < argc) {
       reader = argv[++i];
     } else if (a == "--count-allocations") {
@@ -188,7 +197,7 @@ int main(int argc, char** argv) {
   if (mode != "echo" && mode != "sink" && mode != "mixed" && mode != "http") {
     bad_usage("--mode must be echo, sink, mixed or http");
   }
-  if (port < 0) bad_usage("--port is required");
+  if ((port >= 0) == !unix_path.empty()) bad_usage("give either --port or --unix");
   if (reader == "read")
     sink_reader = SinkReader::read;
   else if (reader == "read_some")
@@ -204,8 +213,13 @@ int main(int argc, char** argv) {
 
   asio::io_context io{1};
   coronet::Server server({.allow_half_open = true});
-  server.listen(io.get_executor(), {.port = port, .host = "127.0.0.1", .backlog = 4096});
-  std::cout << "listening on 127.0.0.1:" << server.address()->port << std::endl;
+  if (unix_path.empty()) {
+    server.listen(io.get_executor(), {.port = port, .host = "127.0.0.1", .backlog = 4096});
+    std::cout << "listening on 127.0.0.1:" << server.address()->port << std::endl;
+  } else {
+    server.listen(io.get_executor(), {.backlog = 4096, .path = unix_path});
+    std::cout << "listening on unix:" << server.address()->address << std::endl;
+  }
   auto handler = mode == "echo"    ? echo
                  : mode == "sink"  ? sink
                  : mode == "mixed" ? mixed

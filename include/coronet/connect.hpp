@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "address.hpp"
@@ -252,7 +254,9 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
       stagger(executor);
   std::size_t next = 0;
   bool launch_now = true;
+  const auto cancel = co_await asio::this_coro::cancellation_state;
   while (!race->winner) {
+    if (cancel.cancelled() != asio::cancellation_type::none) throw cancelled_error("connect");
     if (next < targets.size() && (launch_now || race->running == 0)) {
       ++race->running;
       asio::co_spawn(executor, connect_attempt(race, targets[next++], o, executor), asio::detached);
@@ -276,8 +280,21 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
 template <typename Executor>
 using stream_socket = asio::basic_stream_socket<local_protocol, Executor>;
 
+/// The outcome of an operation, whether it returned or threw: what `||` needs,
+/// since it waits for the first operand that *succeeds* and would let a refused
+/// connect() sit out the whole timeout.
+template <typename T>
+awaitable<std::variant<T, std::exception_ptr>> settled(awaitable<T> op) {
+  try {
+    co_return co_await std::move(op);
+  } catch (...) {
+    co_return std::current_exception();
+  }
+}
+
 /// Runs `attempt` within options.timeout (when one is set): past it, the attempt
-/// is cancelled (closing what it opened) and connect() throws errc::timeout.
+/// is cancelled (closing what it opened) and connect() throws errc::timeout. An
+/// attempt that fails first fails connect() at once with its own error.
 template <typename Executor, typename T>
 awaitable<T> within_timeout(Executor executor, const ConnectOptions& o, awaitable<T> attempt,
                             std::string_view target) {
@@ -287,12 +304,18 @@ awaitable<T> within_timeout(Executor executor, const ConnectOptions& o, awaitabl
                              asio::wait_traits<std::chrono::steady_clock>, Executor>
       timer(executor);
   expire_after(timer, o.timeout);
-  auto outcome = co_await (std::move(attempt) || timer.async_wait(asio::use_awaitable));
-  if (outcome.index() == 1) {
+  // The timer's wait never throws: cancelled by our caller, it must not win `||`
+  // with Asio's bare error while the attempt reports "connect cancelled".
+  // (`||` flattens the settled variant: the outcome is <T, exception_ptr, timer>.)
+  auto outcome = co_await (settled(std::move(attempt)) ||
+                           timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
+  if (outcome.index() == 2) {
+    if (std::get<0>(std::get<2>(outcome))) throw cancelled_error("connect");
     throw error(make_error_code(errc::timeout), "connect ETIMEDOUT " + std::string(target) +
                                                     " (no connection within " +
                                                     std::to_string(o.timeout.count()) + " ms)");
   }
+  if (outcome.index() == 1) std::rethrow_exception(std::get<1>(outcome));
   co_return std::move(std::get<0>(outcome));
 }
 
@@ -301,7 +324,12 @@ awaitable<T> within_timeout(Executor executor, const ConnectOptions& o, awaitabl
 template <typename Executor>
 awaitable<stream_socket<Executor>> connect_tcp(Executor executor, const ConnectOptions& o,
                                                tcp::endpoint& connected) {
-  auto targets = attempt_order(co_await resolve(executor, o), o);
+  // The system resolver cannot be interrupted: a cancellation during resolution
+  // is seen once it returns, before any descriptor is opened.
+  const auto cancel = co_await asio::this_coro::cancellation_state;
+  auto resolved = co_await resolve(executor, o);
+  if (cancel.cancelled() != asio::cancellation_type::none) throw cancelled_error("connect");
+  auto targets = attempt_order(resolved, o);
   if (targets.empty()) {
     throw error(make_error_code(errc::bad_address), "connect: no address of " +
                                                         std::string(o.host) +
@@ -327,9 +355,44 @@ awaitable<stream_socket<Executor>> connect_path(Executor executor, const Connect
         co_await socket.async_connect(where, asio::experimental::as_tuple(asio::use_awaitable));
     ec = e;
   }
-  if (ec == asio::error::operation_aborted) throw error(ec, "connect cancelled");
+  if (ec == asio::error::operation_aborted) throw cancelled_error("connect");
   if (ec) throw syscall_error("connect", ec, o.path);
   co_return socket;
+}
+
+/// The connection, before any socket exists (tls::connect() hand-shakes on it
+/// first). `o`'s strings must outlive it: connect() keeps copies in its frame.
+template <typename Executor>
+awaitable<connected_stream<Executor>> open_connection(Executor executor, ConnectOptions o) {
+  validate(o);
+  const auto cancel = co_await asio::this_coro::cancellation_state;
+  const bool unix_domain = !o.path.empty();
+  tcp::endpoint connected;
+  std::optional<stream_socket<Executor>> socket;
+  if (unix_domain) {
+    socket.emplace(co_await within_timeout(executor, o, connect_path(executor, o), o.path));
+  } else {
+    socket.emplace(co_await connect_tcp(executor, o, connected));
+  }
+  // Connected in the instant it was cancelled: closed, as if it never started.
+  if (cancel.cancelled() != asio::cancellation_type::none) throw cancelled_error("connect");
+  co_return connected_stream<Executor>{std::move(*socket), connected, unix_domain};
+}
+
+/// What ConnectOptions ask of a socket once it exists.
+template <typename Executor>
+basic_socket<Executor> make_socket(connected_stream<Executor> c, const ConnectOptions& o,
+                                   std::unique_ptr<secure_layer> layer = nullptr) {
+  socket_settings settings{.unix_domain = c.unix_domain,
+                           .allow_half_open = o.allow_half_open,
+                           .paused = false,
+                           .high_water_mark = o.high_water_mark};
+  basic_socket<Executor> result(std::make_shared<socket_core<Executor>>(
+      std::move(c.stream), c.remote, settings, nullptr, std::move(layer)));
+  if (o.no_delay) result.set_no_delay(true);
+  if (o.keep_alive) result.set_keep_alive(true, o.keep_alive_initial_delay);
+  if (o.timeout.count() > 0) result.set_timeout(o.timeout);
+  return result;
 }
 
 /// The connection itself. `host`, `local_address` and `path` are this frame's own
@@ -340,25 +403,7 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, s
   o.host = host;
   o.local_address = local_address;
   o.path = path;
-  validate(o);
-  const bool unix_domain = !o.path.empty();
-  tcp::endpoint connected;
-  std::optional<stream_socket<Executor>> socket;
-  if (unix_domain) {
-    socket.emplace(co_await within_timeout(executor, o, connect_path(executor, o), o.path));
-  } else {
-    socket.emplace(co_await connect_tcp(executor, o, connected));
-  }
-  socket_settings settings{.unix_domain = unix_domain,
-                           .allow_half_open = o.allow_half_open,
-                           .paused = false,
-                           .high_water_mark = o.high_water_mark};
-  basic_socket<Executor> result(
-      std::make_shared<socket_core<Executor>>(std::move(*socket), connected, settings, nullptr));
-  if (o.no_delay) result.set_no_delay(true);
-  if (o.keep_alive) result.set_keep_alive(true, o.keep_alive_initial_delay);
-  if (o.timeout.count() > 0) result.set_timeout(o.timeout);
-  co_return result;
+  co_return make_socket(co_await open_connection(executor, o), o);
 }
 
 template <typename Executor>
@@ -387,8 +432,11 @@ inline awaitable<Socket> connect_here(ConnectOptions o, std::string host, std::s
 /// errc::timeout when options.timeout passes; with a path, "connect ENOENT
 /// /run/app.sock" (no such file), ECONNREFUSED (a stale file nobody listens on),
 /// "connect ENAMETOOLONG" past 107 bytes.
-/// Cancelling it, or destroying the io_context while it waits, closes every attempt
-/// still connecting; nothing is left open or pointing at freed memory.
+/// Cancelled (`||`, a cancellation slot, a parent coroutine, coronet::timeout()), it
+/// throws operation_aborted ("connect cancelled") and closes every attempt, and a
+/// connection made in that instant: no descriptor is left. A host name being
+/// resolved is seen cancelled once the resolver returns. Destroying the io_context
+/// while it waits leaves nothing open or pointing at freed memory either.
 inline awaitable<Socket> connect(const ConnectOptions& options) {
   return detail::connect_here(options, std::string(options.host),
                               std::string(options.local_address), std::string(options.path));

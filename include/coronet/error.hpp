@@ -40,6 +40,10 @@ enum class errc {
   truncated_frame,           ///< FIN arrived in the middle of a read_exactly()/read_line() frame
   not_connected,             ///< an operation that needs a connection on a socket that has none
   out_of_range,              ///< a number outside what the option takes (Node's ERR_OUT_OF_RANGE)
+  tls_handshake,             ///< the TLS handshake failed (an alert, no common version or protocol)
+  tls_unauthorized,          ///< the peer's certificate failed verification or the hostname check
+  tls_truncated,             ///< the peer closed TCP without TLS close_notify: data may be missing
+  tls_protocol,              ///< a TLS error after the handshake (an alert, a corrupt record)
 };
 
 namespace detail {
@@ -65,6 +69,11 @@ class errc_category final : public std::error_category {
       case errc::truncated_frame: return "the peer ended the stream in the middle of a frame";
       case errc::not_connected: return "the socket is not connected";
       case errc::out_of_range: return "value out of range";
+      case errc::tls_handshake: return "TLS handshake failed";
+      case errc::tls_unauthorized: return "the peer's certificate is not authorized";
+      case errc::tls_truncated:
+        return "the peer closed the connection without TLS close_notify (data may be truncated)";
+      case errc::tls_protocol: return "TLS protocol error";
     }
     return "unknown coronet error";
   }
@@ -186,6 +195,8 @@ inline std::string_view errno_name(int value) noexcept {
     CORONET_ERRNO(ECONNRESET)
     CORONET_ERRNO(EHOSTUNREACH)
     CORONET_ERRNO(EINVAL)
+    CORONET_ERRNO(EIO)
+    CORONET_ERRNO(EISDIR)
     CORONET_ERRNO(EMFILE)
     CORONET_ERRNO(ENETDOWN)
     CORONET_ERRNO(ENETUNREACH)
@@ -235,6 +246,24 @@ inline error syscall_error(std::string_view syscall, const std::error_code& ec,
     message += where;
   }
   return error(ec, std::move(message));
+}
+
+/// The one error every cancelled operation throws, whatever cancelled it (a timer
+/// through `||`, a cancellation slot, a parent coroutine): "read_line cancelled",
+/// with code() == std::errc::operation_canceled. cancelled_operation() reads the
+/// name back, so this is the only place that knows the message's shape.
+inline error cancelled_error(std::string_view op) {
+  return error(asio::error::operation_aborted, std::string(op) + " cancelled");
+}
+
+/// The operation a cancelled_error() names ("read_line"); empty for any other error.
+inline std::string_view cancelled_operation(const std::system_error& e) noexcept {
+  constexpr std::string_view suffix = " cancelled";
+  const std::string_view message = e.what();
+  const bool cancelled =
+      e.code() == std::errc::operation_canceled || e.code() == asio::error::operation_aborted;
+  if (!cancelled || !message.ends_with(suffix)) return {};
+  return message.substr(0, message.size() - suffix.size());
 }
 
 /// An integer as Node prints it in ERR_OUT_OF_RANGE: digits grouped by '_' beyond

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <concepts>
@@ -22,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -32,6 +34,11 @@
 #include "socket.hpp"
 
 namespace coronet {
+
+namespace tls {
+template <typename Executor>
+class basic_server;
+}
 
 /// Node's net.createServer() options, applied to every accepted socket.
 struct ServerOptions {
@@ -57,6 +64,25 @@ struct ServerOptions {
 struct DropInfo {
   Address local{};   ///< the server's end of the dropped connection
   Address remote{};  ///< the client's end
+};
+
+/// What a server has done so far (server.stats()), over every connection it
+/// accepted, closed ones included.
+struct ServerStats {
+  std::uint64_t accepted = 0;       ///< connections accept() took (dropped ones are not among them)
+  std::uint64_t dropped = 0;        ///< connections closed at once because of max_connections
+  std::size_t active = 0;           ///< open now, as connections()
+  std::uint64_t bytes_read = 0;     ///< received over all of them, open and closed
+  std::uint64_t bytes_written = 0;  ///< handed to the kernel over all of them
+};
+
+/// What server.shutdown() did with the connections that were open when it began.
+struct ShutdownResult {
+  /// Ended without being cut: idle ones it ended at once, and the ones that finished
+  /// their exchange (or closed on their own) within the grace period.
+  std::size_t graceful = 0;
+  /// Still open when the grace period ran out: destroyed.
+  std::size_t cut = 0;
 };
 
 /// Node's server.listen() options. Like every coronet options struct it is
@@ -150,9 +176,11 @@ class basic_server {
   /// to on_drop()). Throws errc::server_not_running when not listening,
   /// operation_aborted when close() interrupts it ("accept aborted: the server was
   /// closed"), "accept EMFILE" and the like when the process is out of resources
-  /// (serve() rides those out; a bare accept() loop should too). Cancelled, it
-  /// throws operation_aborted and leaves the next connection in the backlog; if
-  /// the cancellation loses a race with the accept, that connection is closed.
+  /// (serve() rides those out; a bare accept() loop should too). Cancelled (`||`,
+  /// a cancellation slot, a parent coroutine, coronet::timeout()), it throws
+  /// operation_aborted ("accept cancelled"), holds no descriptor, and the next
+  /// connection stays for the next accept(): in the backlog, or, if it was accepted
+  /// in the same instant, held by the server (closed if the server closes first).
   awaitable<socket_type> accept() { return accept_on(state_); }
 
   /// Accepts until close(), running `handler(socket)` (a coroutine returning
@@ -206,17 +234,41 @@ class basic_server {
     if (!listening()) throw error(errc::server_not_running);
     std::error_code ignored;
     state_->acceptor->close(ignored);
+    state_->held.reset();  // as the kernel drops its backlog
     if (!state_->socket_file.empty()) ::unlink(std::exchange(state_->socket_file, {}).c_str());
     state_->tracker->notify();
   }
 
+  /// Graceful shutdown in one call (Python's Server.close_clients() then
+  /// abort_clients(), with Node http's closeIdleConnections() in between):
+  ///  - stops accepting at once (as close() does, and no error if already closed);
+  ///  - ends every idle connection at once: one whose handler waits in a read with
+  ///    nothing received and unread and nothing queued to write. We send FIN and
+  ///    that read returns the end of the stream (nullopt, or 0 from read_some()),
+  ///    as if the client had ended, so a handler's read loop finishes normally;
+  ///  - lets every other connection finish its exchange (a partial frame, a reply
+  ///    being written or computed) and ends it the moment it goes idle;
+  ///  - after `grace`, destroys what is still open (pending operations fail with
+  ///    operation_aborted, as after destroy()).
+  /// Completes when every connection has closed, at the latest when `grace` runs
+  /// out, with how many ended gracefully and how many were cut; wait_closed() is
+  /// then complete too. Connections that close on their own count as graceful.
+  /// Throws nothing but its cancellation: cancelled, it throws operation_aborted
+  /// ("shutdown cancelled"); the server stays closed, nothing is destroyed, and the
+  /// connections still open stay marked, so each still ends when it goes idle.
+  awaitable<ShutdownResult> shutdown(std::chrono::milliseconds grace) {
+    return shutdown_on(state_, grace);
+  }
+
   /// Completes once the server is closed and every socket it accepted has closed
-  /// (Node's 'close' event). Cancelling it changes nothing on the server.
+  /// (Node's 'close' event). Cancelled, it throws operation_aborted ("wait_closed
+  /// cancelled") and changes nothing on the server.
   awaitable<void> wait_closed() {
     auto s = state_;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
     while (s->listening() || (s->tracker && s->tracker->count() > 0)) {
-      if (!co_await s->tracker->wait_for_change()) {
-        throw error(asio::error::operation_aborted, "wait_closed cancelled");
+      if (is_cancelled(cancel) || !co_await s->tracker->wait_for_change()) {
+        throw detail::cancelled_error("wait_closed");
       }
     }
   }
@@ -237,6 +289,22 @@ class basic_server {
   std::size_t connections() const {
     return state_ && state_->tracker ? state_->tracker->count() : 0;
   }
+  /// Counts and byte totals since the first listen(): all zero before it. It costs
+  /// nothing per read or write; a call walks the open connections' counters, so it
+  /// suits a metrics endpoint rather than every request. Same thread rules as
+  /// connections(): ask from the thread (or strand) its sockets run on.
+  ServerStats stats() const {
+    if (!state_ || !state_->tracker) return {};
+    const auto& t = *state_->tracker;
+    ServerStats stats{t.accepted(), t.dropped_count(), t.count(), t.closed_bytes_read(),
+                      t.closed_bytes_written()};
+    t.for_each_linked([&stats](const detail::tracked_connection& c) {
+      const auto& core = static_cast<const detail::socket_core<Executor>&>(c);
+      stats.bytes_read += core.bytes_read();
+      stats.bytes_written += core.bytes_written();
+    });
+    return stats;
+  }
   /// The options it was constructed with.
   const ServerOptions& options() const { return state_->options; }
   /// The executor it listens on; throws errc::server_not_running before listen().
@@ -246,6 +314,10 @@ class basic_server {
   }
 
  private:
+  // The TLS server accepts connections here and hand-shakes before they become sockets.
+  template <typename>
+  friend class tls::basic_server;
+
   using tcp = asio::ip::tcp;
   // One acceptor and socket type for both families (see detail::socket_core).
   using local_protocol = detail::local_protocol;
@@ -262,6 +334,9 @@ class basic_server {
     bool dropping = false;      // drop_while_full() runs: nobody else need start it
     bool unix_domain = false;   // listening on a path
     std::string socket_file;    // the file listen() created, removed by close()
+    /// A connection accepted in the instant its accept() was cancelled: the next
+    /// accept() takes it, as it would have taken it from the backlog.
+    std::optional<std::pair<stream_type, local_protocol::endpoint>> held;
     bool listening() const { return acceptor && acceptor->is_open(); }
     executor_type executor() { return acceptor->get_executor(); }
   };
@@ -460,16 +535,55 @@ class basic_server {
     bool counted_ = true;
   };
 
+  static bool is_cancelled(const asio::cancellation_state& cancel) {
+    return cancel.cancelled() != asio::cancellation_type::none;
+  }
+
   static awaitable<socket_type> accept_on(state_ptr s) {
+    for (;;) {
+      auto connection = co_await accept_stream_on(s);
+      std::optional<socket_type> socket = adopt(*s, std::move(connection));
+      start_dropping_if_full(s);
+      if (socket) co_return std::move(*socket);
+    }
+  }
+
+  /// The next connection within max_connections, before it is a socket; what
+  /// accept() says of failures and cancellation holds here too.
+  static awaitable<detail::connected_stream<Executor>> accept_stream_on(state_ptr s) {
     if (!s->listening()) throw error(errc::server_not_running);
     waiting_in_accept waiting{*s};
+    const auto cancel = co_await asio::this_coro::cancellation_state;
     for (;;) {
       local_protocol::endpoint remote;
       stream_type peer(s->executor());
-      auto [ec] = co_await s->acceptor->async_accept(
-          peer, remote, asio::experimental::as_tuple(asio::use_awaitable));
+      std::error_code ec;
+      if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
+      if (s->held) {
+        // Taken only after a turn of the executor, never at once: `||` discards an
+        // operand that completes at once but after the other, and the connection
+        // with it. After the turn a cancellation is seen, and the connection stays.
+        co_await asio::post(s->executor(), asio::use_awaitable);
+        if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
+        if (!s->held) continue;  // another accept() took it meanwhile
+        std::tie(peer, remote) = std::move(*std::exchange(s->held, std::nullopt));
+      } else {
+        std::tie(ec) = co_await s->acceptor->async_accept(
+            peer, remote, asio::experimental::as_tuple(asio::use_awaitable));
+      }
       if (ec == asio::error::operation_aborted && !s->listening()) {
         throw error(ec, "accept aborted: the server was closed");
+      }
+      if (!ec && !s->listening()) {
+        // The accept completed in the same turn as close() or shutdown(): no
+        // connection is handed out after that (shutdown() has counted its own).
+        std::error_code ignored;
+        peer.close(ignored);
+        throw error(asio::error::operation_aborted, "accept aborted: the server was closed");
+      }
+      if (is_cancelled(cancel)) {
+        if (!ec) s->held.emplace(std::move(peer), remote);
+        throw detail::cancelled_error("accept");
       }
       if (is_failed_connection(ec)) continue;
       if (ec) {
@@ -481,30 +595,26 @@ class basic_server {
         drop(*s, peer, remote);
         continue;
       }
-      // A plain local, not one declared in the `if`: g++ 12 at -O2 mishandles a
-      // condition variable that a coroutine moves from in co_return (the server
-      // stopped accepting after its first connection).
-      std::optional<socket_type> socket = adopt(*s, std::move(peer), remote);
-      if (!socket) continue;
       waiting.stop();
-      start_dropping_if_full(s);
-      co_return std::move(*socket);
+      const tcp::endpoint ip_remote = s->unix_domain ? tcp::endpoint{} : detail::to_tcp(remote);
+      co_return detail::connected_stream<Executor>{std::move(peer), ip_remote, s->unix_domain};
     }
   }
 
   /// The accepted connection as a socket with the server's options, or nullopt
   /// when the kernel refuses one of them: that connection alone is closed (the
   /// socket's destructor does it), as Node ignores a failed setKeepAlive().
-  static std::optional<socket_type> adopt(state& s, stream_type peer,
-                                          const local_protocol::endpoint& remote) {
+  static std::optional<socket_type> adopt(state& s, detail::connected_stream<Executor> c,
+                                          std::unique_ptr<detail::secure_layer> layer = nullptr) {
     const ServerOptions& o = s.options;
-    const tcp::endpoint ip_remote = s.unix_domain ? tcp::endpoint{} : detail::to_tcp(remote);
     detail::socket_settings settings{.unix_domain = s.unix_domain,
                                      .allow_half_open = o.allow_half_open,
                                      .paused = o.pause_on_connect,
                                      .high_water_mark = o.high_water_mark};
-    socket_type socket(std::make_shared<detail::socket_core<Executor>>(std::move(peer), ip_remote,
-                                                                       settings, s.tracker));
+    auto core = std::make_shared<detail::socket_core<Executor>>(
+        std::move(c.stream), c.remote, settings, s.tracker, std::move(layer));
+    s.tracker->link(*core);  // so that shutdown() can reach it
+    socket_type socket(std::move(core));
     try {
       if (o.no_delay) socket.set_no_delay(true);
       if (o.keep_alive) socket.set_keep_alive(true, o.keep_alive_initial_delay);
@@ -590,6 +700,7 @@ class basic_server {
     if (auto local = peer.local_endpoint(ec); !ec) info.local = detail::to_address(local);
     if (!s.unix_domain) info.remote = detail::to_address(remote);
     peer.close(ec);
+    s.tracker->dropped();
     if (s.on_drop) s.on_drop(info);
   }
 
@@ -603,6 +714,58 @@ class basic_server {
   static awaitable<void> pause_accepting(state_ptr s) {
     asio::steady_timer timer(s->executor(), std::chrono::milliseconds(50));
     co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+  }
+
+  using core_type = detail::socket_core<Executor>;
+
+  static awaitable<ShutdownResult> shutdown_on(state_ptr s, std::chrono::milliseconds grace) {
+    if (s->listening()) {
+      std::error_code ignored;
+      s->acceptor->close(ignored);
+    }
+    s->held.reset();  // as the kernel drops its backlog
+    ShutdownResult result;
+    if (!s->tracker) co_return result;  // it never listened: no connections
+    const auto open = s->tracker->linked();
+    for (auto* connection : open) {
+      if (auto core = locked(connection)) core->end_when_idle();
+    }
+    s->tracker->notify();  // wait_closed() may be done already
+    if (co_await wait_for_all_closed(s->tracker, grace)) {
+      for (auto* connection : s->tracker->linked()) {
+        if (auto core = locked(connection)) {
+          core->destroy();
+          ++result.cut;
+        }
+      }
+    }
+    result.graceful = open.size() - result.cut;
+    co_return result;
+  }
+
+  /// The socket a list entry belongs to (every socket the tracker links is ours).
+  static std::shared_ptr<core_type> locked(detail::tracked_connection* connection) {
+    return static_cast<core_type*>(connection)->weak_from_this().lock();
+  }
+
+  /// Waits until the server has no open connection (false) or `grace` has passed
+  /// with some still open (true). Throws operation_aborted when cancelled.
+  static awaitable<bool> wait_for_all_closed(std::shared_ptr<detail::connection_tracker> tracker,
+                                             std::chrono::milliseconds grace) {
+    using clock = std::chrono::steady_clock;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    timer.expires_at(detail::saturating_add<clock>(
+        clock::now(), std::max(grace, std::chrono::milliseconds::zero())));
+    timer.async_wait([tracker](std::error_code ec) {
+      if (!ec) tracker->notify();
+    });
+    while (tracker->count() > 0 && clock::now() < timer.expiry()) {
+      if (cancel.cancelled() != asio::cancellation_type::none ||
+          !co_await tracker->wait_for_change())
+        throw error(asio::error::operation_aborted, "shutdown cancelled");
+    }
+    co_return tracker->count() > 0;
   }
 
   template <typename Handler>

@@ -32,9 +32,21 @@
 #include "config.hpp"
 #include "decoder.hpp"
 #include "detail/socket_core.hpp"
+#include "detail/zero_copy.hpp"
 #include "error.hpp"
+#include "tcp_info.hpp"
 
 namespace coronet {
+
+namespace detail {
+/// A connection before it is a socket: what a TLS handshake runs on.
+template <typename Executor>
+struct connected_stream {
+  asio::basic_stream_socket<local_protocol, Executor> stream;
+  asio::ip::tcp::endpoint remote;  // unused for a Unix-domain connection
+  bool unix_domain = false;
+};
+}  // namespace detail
 
 /// A connected TCP or Unix-domain socket, Node's net.Socket, whose I/O runs on `Executor`
 /// (Socket is the usual one, on asio::any_io_executor). A move-only handle:
@@ -211,6 +223,39 @@ class basic_socket {
   void uncork() { core()->uncork(); }
   /// How many cork() calls are still to be matched (Node's writableCorked).
   int writable_corked() const { return core_ ? core_->corked() : 0; }
+
+  ///@{
+  /// Sends `length` bytes of a file from `offset` (default: to its end) with
+  /// sendfile(2): the kernel copies them from the page cache, the program never
+  /// sees them. Bytes written before it leave first; once the file moves, writes
+  /// made meanwhile queue behind it, so it is never cut into (one made while it
+  /// still waits for earlier bytes to leave may go before it). Completes when its last byte
+  /// is in the kernel's send buffer, with the count sent. Where sendfile cannot be
+  /// used (a transport that transforms bytes, such as TLS) the file is read and
+  /// written in 64 KiB pieces; a pipe, socket or device descriptor is read as it
+  /// comes, until its EOF or `length` (its O_NONBLOCK flag is restored afterwards).
+  /// The descriptor form reads at `offset` without moving the descriptor's position
+  /// and leaves it open; the path form opens the file read-only for the call.
+  /// Throws, before sending anything: "send_file ENOENT /path" (or EACCES, EISDIR,
+  /// "EBADF fd 7"), errc::out_of_range when offset or offset + length is past the
+  /// file's end, errc::invalid_argument for an offset on a descriptor that cannot
+  /// seek or on a corked socket, what write() throws when the socket cannot write.
+  /// Part-way: "send_file EPIPE" when the peer is gone (the socket is destroyed);
+  /// errc::truncated_frame when the file shrank meanwhile; errc::timeout when
+  /// set_timeout()'s period passes while the peer takes nothing; operation_aborted
+  /// when cancelled. Then the bytes sent stay sent, the rest of the range is not
+  /// sent, the socket stays open, and the message says how far it got
+  /// ("send_file cancelled after 1048576 bytes of /srv/big.iso were sent"): a peer
+  /// that expects the whole range cannot tell, so end or reset the socket then.
+  awaitable<std::uint64_t> send_file(std::string_view path, std::uint64_t offset = 0,
+                                     std::optional<std::uint64_t> length = std::nullopt) {
+    return detail::send_file_at(core(), std::string(path), offset, length);
+  }
+  awaitable<std::uint64_t> send_file(int fd, std::uint64_t offset = 0,
+                                     std::optional<std::uint64_t> length = std::nullopt) {
+    return detail::send_file(core(), fd, std::string(), offset, length);
+  }
+  ///@}
 
   /// Completes when nothing is queued any more (Node's 'drain'). Throws the
   /// socket's failure, or operation_aborted on destroy().
@@ -400,6 +445,14 @@ class basic_socket {
   Address address() const { return core_ ? core_->local_address() : Address{}; }
   /// True for a Unix-domain connection (listen()/connect() with a path).
   bool is_unix_domain() const { return core_ && core_->unix_domain(); }
+  /// The connection's health from TCP_INFO (round-trip time, congestion window,
+  /// retransmits, bytes in flight, delivery rate, state): one system call, no
+  /// allocation, so it may be asked per request. nullopt on a Unix-domain socket and
+  /// once the connection is closed (destroyed, failed, or ended both ways).
+  std::optional<TcpInfo> info() const {
+    if (!core_ || core_->destroyed() || core_->unix_domain()) return std::nullopt;
+    return read_tcp_info(core_->native().native_handle());
+  }
   ///@{
   /// One field of address() (Node's localAddress, localFamily, localPort).
   std::string local_address() const { return address().address; }
@@ -422,7 +475,17 @@ class basic_socket {
   /// The Asio socket underneath, for options coronet does not wrap.
   native_socket_type& native() { return core()->native(); }
 
+  /// What TLS negotiated (protocol, cipher, ALPN, the peer's certificate and
+  /// whether it was authorized) for a socket from coronet/tls.hpp; nullptr for a
+  /// plain TCP or Unix-domain socket.
+  const TlsInfo* tls() const { return core()->tls(); }
+
  private:
+  /// How pipe() (pipe.hpp) reaches both sockets' cores.
+  friend const std::shared_ptr<core_type>& zero_copy_core(const basic_socket& socket) {
+    return socket.core();
+  }
+
   const std::shared_ptr<core_type>& core() const {
     if (!core_) {
       throw error(make_error_code(errc::not_connected),

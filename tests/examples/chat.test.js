@@ -57,7 +57,9 @@ h.run({
     assert.strictEqual(await cat.next('ann:'), 'ann: hello everyone');
 
     ann.send('/who');
-    assert.strictEqual(await ann.next('* here:'), '* here: ann bob cat');
+    // Each user with the round-trip time the kernel measures (TCP_INFO), in ms.
+    const rtt = '\\(rtt \\d+\\.\\d\\d ms\\)';
+    assert.match(await ann.next('* here:'), new RegExp(`^\\* here: ann ${rtt} bob ${rtt} cat ${rtt}$`));
     assert.ok(!ann.lines.some((l) => l.startsWith('ann:')), 'a sender does not get its own line back');
 
     bob.send('/nick robert');
@@ -207,6 +209,41 @@ h.run({
     }
     const { code, signal } = await server.exited;
     assert.deepStrictEqual({ code, signal }, { code: 0, signal: null });
+  },
+
+  async 'SIGINT: an idle client leaves at once, one in mid-line finishes it and gets its answer'() {
+    const server = await h.startServer(serverPath, ['--port', '0']);
+    const ann = await join(server.port, 'ann');
+    const bob = await join(server.port, 'bob');
+    await ann.next('* bob joined');
+    // Half of bob's second line arrives with his first, which the answer confirms.
+    bob.socket.write('/who\n/wh');
+    await bob.next('* here:');
+    server.child.kill('SIGINT');
+    assert.strictEqual(await ann.next('* server'), '* server shutting down');
+    await ann.until(() => ann.ended);
+    assert.strictEqual(await bob.next('* server'), '* server shutting down');
+    assert.ok(!bob.ended, 'bob, in the middle of a line, is still connected');
+    bob.socket.write('o\n');
+    assert.match(await bob.next('* here:'), /^\* here:/);
+    await bob.until(() => bob.ended);
+    const r = await server.exited;
+    assert.strictEqual(r.code, 0);
+    assert.match(r.stdout, /^shutdown: 2 ended gracefully, 0 cut$/m);
+  },
+
+  async 'SIGINT --grace 0: a client in mid-line is cut off at once'() {
+    const server = await h.startServer(serverPath, ['--port', '0', '--grace', '0']);
+    const ann = await join(server.port, 'ann');
+    const bob = await join(server.port, 'bob');
+    bob.socket.write('/who\n/wh');
+    await bob.next('* here:');
+    server.child.kill('SIGINT');
+    await ann.until(() => ann.ended);
+    await bob.until(() => bob.closed);
+    const r = await server.exited;
+    assert.strictEqual(r.code, 0);
+    assert.match(r.stdout, /^shutdown: 1 ended gracefully, 1 cut$/m);
   },
 
   async 'chat_client in a pipeline: sends its name and stdin, prints the room'() {

@@ -1,8 +1,12 @@
 /*
  * bench_client: the load generator every benchmark server is driven by.
  *
- *   bench_client --port P --workload bulk|pingpong|concurrency|connrate|idle|fairness|http
+ *   bench_client --port P | --unix PATH
+ *                --workload bulk|pingpong|concurrency|connrate|idle|fairness|http
  *                [--duration SECONDS] [--connections N] [--size BYTES] [--depth N]
+ *
+ * --port connects to 127.0.0.1:P with TCP_NODELAY; --unix to the Unix-domain
+ * socket at PATH (no TCP options there).
  *
  * Plain C, one thread (two for fairness: the flood and the ping-pong), so the
  * client costs the same whichever server it drives. It prints exactly one JSON object on one line on stdout; on any
@@ -25,6 +29,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +48,10 @@ struct options {
     size_t size;
     long depth; /* http: requests per pipelined batch */
 };
+
+/* Set by --unix: every connection of the run goes to this socket instead of
+ * 127.0.0.1:port (one server per run, so one place to connect to). */
+static const char *g_unix_path;
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -99,27 +108,42 @@ static void set_stall_timeouts(int fd)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-/* Blocking connect to 127.0.0.1:port. Returns -1 with errno set on failure
- * so callers can decide which errors are fatal. */
+/* Blocking connect to 127.0.0.1:port, or to --unix's path. Returns -1 with
+ * errno set on failure so callers can decide which errors are fatal. */
 static int connect_to(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(g_unix_path ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) fail("socket: %s", strerror(errno));
-    set_sockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     set_stall_timeouts(fd);
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) return fd;
+    int rc;
+    if (g_unix_path) {
+        struct sockaddr_un addr = { .sun_family = AF_UNIX };
+        strcpy(addr.sun_path, g_unix_path); /* its length was checked by parse_args */
+        rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    } else {
+        set_sockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+        struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    }
+    if (rc == 0) return fd;
     int saved = errno;
     close(fd);
-    errno = saved == EINPROGRESS ? ETIMEDOUT : saved; /* timed-out connect */
+    /* A timed-out connect: EINPROGRESS for TCP, EAGAIN for a Unix socket whose backlog is full. */
+    errno = saved == EINPROGRESS || (g_unix_path && saved == EAGAIN) ? ETIMEDOUT : saved;
     return -1;
+}
+
+_Noreturn static void fail_connect(int port)
+{
+    if (g_unix_path) fail("connect to unix:%s: %s", g_unix_path, strerror(errno));
+    fail("connect to 127.0.0.1:%d: %s", port, strerror(errno));
 }
 
 static int connect_or_die(int port)
 {
     int fd = connect_to(port);
-    if (fd < 0) fail("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    if (fd < 0) fail_connect(port);
     return fd;
 }
 
@@ -530,7 +554,7 @@ static int one_connection(int port)
 {
     int fd = connect_to(port);
     if (fd < 0 && errno == EADDRNOTAVAIL) return 0;
-    if (fd < 0) fail("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    if (fd < 0) fail_connect(port);
     char byte = 'r';
     write_all(fd, &byte, 1);
     read_exact(fd, &byte, 1);
@@ -590,8 +614,11 @@ static void run_idle(const struct options *o)
 
 static void usage(FILE *out)
 {
-    fputs("usage: bench_client --port P --workload bulk|pingpong|concurrency|connrate|idle|fairness|http\n"
+    fputs("usage: bench_client --port P | --unix PATH\n"
+          "                    --workload bulk|pingpong|concurrency|connrate|idle|fairness|http\n"
           "                    [--duration SECONDS] [--connections N] [--size BYTES] [--depth N]\n"
+          "  --port:     the server on 127.0.0.1:P (TCP_NODELAY on every connection)\n"
+          "  --unix:     the server on the Unix-domain socket at PATH\n"
           "  fairness: a flood of 100-byte lines (first byte 'F') on one connection and a\n"
           "            ping-pong of --size bytes on another; needs a server in mixed mode\n"
           "  http:     --connections (50) each send --depth (16) pipelined GETs per batch;\n"
@@ -632,6 +659,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         if (i + 1 >= argc) bad_usage();
         const char *val = argv[++i];
         if (strcmp(arg, "--port") == 0) o->port = (int)parse_integer(val, 1, 65535);
+        else if (strcmp(arg, "--unix") == 0) g_unix_path = val;
         else if (strcmp(arg, "--workload") == 0) o->workload = val;
         else if (strcmp(arg, "--duration") == 0) o->duration = parse_number(val, 1e-3, 86400);
         else if (strcmp(arg, "--connections") == 0) o->connections = parse_integer(val, 1, 10000000);
@@ -639,7 +667,11 @@ static void parse_args(int argc, char **argv, struct options *o)
         else if (strcmp(arg, "--depth") == 0) o->depth = parse_integer(val, 1, 4096);
         else bad_usage();
     }
-    if (o->port < 0 || !o->workload) bad_usage();
+    int targets = (o->port >= 0) + (g_unix_path != NULL); /* exactly one of --port, --unix */
+    if (targets != 1 || !o->workload) bad_usage();
+    struct sockaddr_un probe;
+    if (g_unix_path && (*g_unix_path == '\0' || strlen(g_unix_path) >= sizeof probe.sun_path))
+        fail("--unix: the path must be 1 to %zu bytes", sizeof probe.sun_path - 1);
 }
 
 int main(int argc, char **argv)

@@ -1,8 +1,10 @@
 /*
  * Reference benchmark server: plain C, epoll, non-blocking sockets, one thread.
  *
- *   server --mode echo|sink|mixed|http --port PORT
+ *   server --mode echo|sink|mixed|http --port PORT | --unix PATH
  *
+ * --port listens on 127.0.0.1 (0: the kernel picks); --unix on a Unix-domain
+ * socket file at PATH, which must not exist yet and is removed at SIGTERM.
  * echo:  every byte read is written back in order; after the peer's FIN the
  *        server flushes what it still owes and closes.
  * sink:  counts bytes until FIN, then answers "<count>\n" and closes.
@@ -27,6 +29,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 enum { BUF_SIZE = 64 * 1024, MAX_EVENTS = 256, BACKLOG = 4096 };
@@ -61,10 +64,11 @@ struct conn {
 static enum mode g_mode;
 static int g_epoll;
 static int g_spare_fd = -1; /* reserved fd so EMFILE can be shed, see accept_all */
+static const char *g_unix_path; /* set: a Unix-domain listener, no TCP options */
 
 static void usage(FILE *out)
 {
-    fputs("usage: server --mode echo|sink|mixed|http --port PORT\n", out);
+    fputs("usage: server --mode echo|sink|mixed|http --port PORT | --unix PATH\n", out);
 }
 
 static void die(const char *what)
@@ -103,9 +107,11 @@ static void parse_args(int argc, char **argv, int *port)
         if (i + 1 >= argc) bad = 1;
         else if (strcmp(argv[i], "--mode") == 0) bad = (mode = parse_mode(argv[++i])) < 0;
         else if (strcmp(argv[i], "--port") == 0) bad = (*port = parse_port(argv[++i])) < 0;
+        else if (strcmp(argv[i], "--unix") == 0) bad = *(g_unix_path = argv[++i]) == '\0';
         else bad = 1;
     }
-    if (bad || mode < 0 || *port < 0) {
+    int targets = (*port >= 0) + (g_unix_path != NULL); /* exactly one of --port, --unix */
+    if (bad || mode < 0 || targets != 1) {
         usage(stderr);
         exit(2);
     }
@@ -126,6 +132,21 @@ static int open_listener(int port)
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) die("SO_REUSEADDR");
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) die("bind");
+    if (listen(fd, BACKLOG) < 0) die("listen");
+    return fd;
+}
+
+static int open_unix_listener(const char *path)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof addr.sun_path) {
+        fprintf(stderr, "server: --unix path longer than %zu bytes\n", sizeof addr.sun_path - 1);
+        exit(2);
+    }
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) die("bind");
     if (listen(fd, BACKLOG) < 0) die("listen");
     return fd;
@@ -322,7 +343,7 @@ static void on_conn_event(struct conn *c, unsigned events)
 static void add_conn(int fd)
 {
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!g_unix_path) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = malloc(sizeof *c);
     if (!c) {
         close(fd);
@@ -396,13 +417,17 @@ int main(int argc, char **argv)
     g_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     struct handle sig = { KIND_SIGNAL, open_signalfd() };
-    struct handle listener = { KIND_LISTENER, open_listener(port) };
+    int listen_fd = g_unix_path ? open_unix_listener(g_unix_path) : open_listener(port);
+    struct handle listener = { KIND_LISTENER, listen_fd };
     watch(EPOLL_CTL_ADD, &sig, EPOLLIN);
     watch(EPOLL_CTL_ADD, &listener, EPOLLIN);
 
-    printf("listening on 127.0.0.1:%d\n", bound_port(listener.fd));
+    if (g_unix_path) printf("listening on unix:%s\n", g_unix_path);
+    else printf("listening on 127.0.0.1:%d\n", bound_port(listener.fd));
     fflush(stdout);
 
     run_loop(&listener, &sig);
-    return 0; /* SIGTERM/SIGINT: the kernel reclaims every socket */
+    /* SIGTERM/SIGINT: the kernel reclaims every socket, but not the socket's file. */
+    if (g_unix_path) unlink(g_unix_path);
+    return 0;
 }

@@ -1,7 +1,10 @@
 'use strict';
 // Benchmark server on Node's `net`: the same protocol as peers/c/server.c.
 //
-//   node server.js --mode echo|sink|mixed|http --port PORT
+//   node server.js --mode echo|sink|mixed|http --port PORT | --unix PATH
+//
+// --unix listens on a Unix-domain socket file (server.listen(path)) instead of
+// 127.0.0.1; the file must not exist and is removed when the server stops.
 //
 // echo:  every byte read is written back; after the peer's FIN the server
 //        flushes what it owes, then closes.
@@ -12,9 +15,10 @@
 // It is written the way a Node user would write it, because that is what the
 // benchmark compares against: pipe() for echo, 'data'/'end' for sink.
 
+const fs = require('fs');
 const net = require('net');
 
-const USAGE = 'usage: node server.js --mode echo|sink|mixed|http --port PORT\n';
+const USAGE = 'usage: node server.js --mode echo|sink|mixed|http --port PORT | --unix PATH\n';
 const MODES = ['echo', 'sink', 'mixed', 'http'];
 
 function usageError() {
@@ -23,7 +27,7 @@ function usageError() {
 }
 
 function parseArgs(argv) {
-  const options = { mode: null, port: null };
+  const options = { mode: null, port: null, path: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--help') {
@@ -34,9 +38,11 @@ function parseArgs(argv) {
     if (value === undefined) usageError();
     if (arg === '--mode' && MODES.includes(value)) options.mode = value;
     else if (arg === '--port' && /^\d+$/.test(value) && Number(value) <= 65535) options.port = Number(value);
+    else if (arg === '--unix' && value !== '') options.path = value;
     else usageError();
   }
-  if (options.mode === null || options.port === null) usageError();
+  // Exactly one of --port and --unix.
+  if (options.mode === null || (options.port === null) === (options.path === null)) usageError();
   return options;
 }
 
@@ -82,7 +88,7 @@ function http(socket) {
 }
 
 function main() {
-  const { mode, port } = parseArgs(process.argv.slice(2));
+  const { mode, port, path } = parseArgs(process.argv.slice(2));
   const handler = { echo, sink, mixed, http }[mode];
   // allowHalfOpen: the peer's FIN must not close our side before we answer.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
@@ -94,12 +100,21 @@ function main() {
     process.stderr.write(`server: ${err.message}\n`);
     process.exit(1);
   });
-  // libuv sets SO_REUSEADDR on every listening TCP socket.
-  server.listen({ host: '127.0.0.1', port, backlog: 4096 }, () => {
+  // libuv sets SO_REUSEADDR on every listening TCP socket; noDelay does nothing on a pipe.
+  const where = path === null ? { host: '127.0.0.1', port } : { path };
+  server.listen({ ...where, backlog: 4096 }, () => {
     // stdout to a pipe or file is synchronous on Linux, so this is flushed.
-    process.stdout.write(`listening on 127.0.0.1:${server.address().port}\n`);
+    const address = server.address();
+    const shown = path === null ? `127.0.0.1:${address.port}` : `unix:${address}`;
+    process.stdout.write(`listening on ${shown}\n`);
   });
-  for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0));
+  // process.exit() skips server.close(), which is what removes the socket file.
+  for (const signal of ['SIGTERM', 'SIGINT']) {
+    process.on(signal, () => {
+      if (path !== null) fs.rmSync(path, { force: true });
+      process.exit(0);
+    });
+  }
 }
 
 main();

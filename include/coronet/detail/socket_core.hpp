@@ -60,6 +60,7 @@
 #include "event.hpp"
 #include "reactor.hpp"
 #include "receive_buffer.hpp"
+#include "secure_layer.hpp"
 #include "write_queue.hpp"
 
 namespace coronet::detail {
@@ -91,7 +92,8 @@ typename Clock::time_point saturating_add(typename Clock::time_point at,
 }
 
 template <typename Executor>
-class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
+class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
+                    public tracked_connection {
  public:
   /// One socket type for TCP and Unix-domain connections: the byte moving is the
   /// same, and only options and addresses differ (settings.unix_domain says which).
@@ -102,9 +104,13 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   using frame = std::optional<std::string_view>;
 
   /// `remote` is the peer of a TCP connection (unused for a Unix-domain one).
+  /// `layer`, when given, moves the bytes (TLS, set up by coronet/tls.hpp); without
+  /// one the socket reads and writes the descriptor itself.
   socket_core(stream_socket socket, const endpoint& remote, const socket_settings& settings,
-              std::shared_ptr<connection_tracker> tracker)
+              std::shared_ptr<connection_tracker> tracker,
+              std::unique_ptr<secure_layer> layer = nullptr)
       : socket_(std::move(socket)),
+        layer_(std::move(layer)),
         remote_(remote),
         unix_domain_(settings.unix_domain),
         allow_half_open_(settings.allow_half_open),
@@ -147,9 +153,15 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
           continue;
         }
         if (self->drained_) {
-          const eager tried = self->receive_eagerly("read");
-          if (tried != eager::received)
-            co_await self->receive_small("read", cancel, tried == eager::not_tried);
+          if (self->layer_) {
+            // A layer's bytes must come through it: the inline receive would take them raw.
+            co_await self->wait_readable("read", cancel);
+            self->drained_ = false;
+          } else {
+            const eager tried = self->receive_eagerly("read");
+            if (tried != eager::received)
+              co_await self->receive_small("read", cancel, tried == eager::not_tried);
+          }
           continue;
         }
         std::error_code ec = self->receive_more();
@@ -445,6 +457,17 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
   std::chrono::milliseconds timeout() const { return timeout_; }
 
+  // ---------------------------------------------------------------- server shutdown
+
+  /// server.shutdown(): end this connection as soon as it is idle, now if it is.
+  /// Ending it sends our FIN and the waiting read returns the end of the stream
+  /// (nullopt, or 0 from read_some()), as if the peer had ended, so a handler's
+  /// read loop finishes normally; then the descriptor closes.
+  void end_when_idle() {
+    end_when_idle_ = true;
+    end_if_idle();
+  }
+
   // ---------------------------------------------------------------- state
 
   std::string_view ready_state() const {
@@ -482,7 +505,128 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   }
 
   stream_socket& native() { return socket_; }
+  /// What TLS negotiated; nullptr on a plain socket.
+  const TlsInfo* tls() const { return layer_ ? &layer_->info() : nullptr; }
   Executor get_executor() { return socket_.get_executor(); }
+
+  // ---------------------------------------------------------------- zero-copy hooks
+  //
+  // pipe() (pipe.hpp) and send_file() (detail/zero_copy.hpp) let the kernel move
+  // bytes between descriptors (splice(2), sendfile(2)) without passing them through
+  // the receive buffer or the write queue. These hooks are how they keep the core's
+  // rules: the read side is claimed as read() claims it, waits follow the same
+  // cancellation and idle-timeout rules, and moved bytes count as the core's own.
+  // Nothing else in the core knows about them.
+
+  /// True when the descriptor carries the stream's bytes as they are (TCP and Unix),
+  /// so the kernel may splice or sendfile them. Over TLS it does not: the movers
+  /// then copy through the core (read(), write_nowait(), send_some()) instead.
+  bool plain_descriptor() const { return !layer_; }
+  int descriptor() { return socket_.native_handle(); }
+
+  /// The read side, claimed as read() claims it (errc::read_in_progress if a read
+  /// waits), so the idle timer knows a reader is waiting.
+  class read_claim {
+   public:
+    read_claim(socket_core& core, const char* op) : core_(core) {
+      core_.check_readable(op);
+      core_.reading_ = true;
+    }
+    ~read_claim() { core_.reading_ = false; }
+    read_claim(const read_claim&) = delete;
+    read_claim& operator=(const read_claim&) = delete;
+
+   private:
+    socket_core& core_;
+  };
+  /// Held by send_file(): writes made meanwhile queue behind it, as behind a flusher.
+  /// release() lets them go (a frame destroyed unresumed only drops the claim).
+  class write_claim {
+   public:
+    explicit write_claim(socket_core& core) : core_(core) { core_.flushing_ = true; }
+    ~write_claim() {
+      if (core_.flushing_) core_.flushing_ = false;
+    }
+    write_claim(const write_claim&) = delete;
+    write_claim& operator=(const write_claim&) = delete;
+    void release() {
+      core_.flushing_ = false;
+      core_.write_event_.notify_all();
+      core_.ensure_flusher();
+    }
+
+   private:
+    socket_core& core_;
+  };
+  void check_writable_for(const char* op) const { check_writable(op); }
+  /// Nothing queued, no flush running, not corked: bytes sent now keep the queue's order.
+  bool write_side_free() const { return can_send_directly(); }
+
+  /// A FIN that a paused read met is taken now; true once the peer's FIN was read.
+  bool take_fin() {
+    if (std::exchange(fin_held_, false)) on_peer_end();
+    return read_eof_;
+  }
+  /// The source's receive buffer, raw (no decoding), handed out as read() would.
+  std::string_view take_received() { return received_.take(received_.size()); }
+  void peer_ended() { on_peer_end(); }
+  /// Bytes the kernel moved for us count as received or sent, and as activity.
+  void count_received(std::size_t n) {
+    bytes_read_ += n;
+    budget_bytes_ += n;
+    ++budget_ops_;
+    idle_fired_for_reader_ = false;  // bytes moved: the idle period the timer saw is over
+    note_activity();
+  }
+  void count_sent(std::size_t n) {
+    bytes_written_ += n;
+    note_activity();
+  }
+  /// One non-blocking send, as write() sends: `sent` may be short, 0 when the kernel is full.
+  std::error_code send_some(asio::const_buffer data, std::size_t& sent) {
+    sent = 0;
+    return send_now({&data, 1}, sent);
+  }
+  /// A copy of bytes owed to the peer, queued behind what is queued (a cancelled mover's rest).
+  void queue_copy(std::string_view bytes) { push_copy(asio::buffer(bytes)); }
+  /// An I/O error on this socket: it is destroyed, and the error is returned to throw.
+  error fail_with(const char* op, std::error_code ec) { return fail(op, ec); }
+
+  /// The budget, for a mover that may never wait: when over_budget_for() says so
+  /// (it throws if cancelled), co_await pace() before moving more.
+  bool over_budget_for(const char* op, const asio::cancellation_state& cancel) const {
+    return must_yield(op, cancel);
+  }
+  awaitable<void> pace(const char* op, const asio::cancellation_state& cancel) {
+    return yield_turn(op, cancel);
+  }
+  /// Whether destroy() or an I/O error closed it (a graceful close is not a failure).
+  bool failed() const { return static_cast<bool>(failure_); }
+  awaitable<void> wait_to_read(const char* op, const asio::cancellation_state& cancel) {
+    if (paused_)
+      co_await wait_until_resumed(op, cancel);
+    else
+      co_await wait_readable(op, cancel);
+  }
+  /// Waits until the kernel takes more bytes, with a read's rules: throws when
+  /// cancelled, destroyed, or when set_timeout()'s idle period passes meanwhile.
+  awaitable<void> wait_writable(const char* op, const asio::cancellation_state& cancel) {
+    // before_wait() without its trim(): a view that a read of this socket lent out
+    // stays valid while bytes are written into it.
+    throw_if_cancelled(cancel, op);
+    if (std::exchange(idle_expired_, false)) {
+      idle_fired_for_reader_ = false;
+      throw timeout_error(op);
+    }
+    rested();
+    writer_guard waiting{writable_waiters_};
+    // TLS may have to read before it can write on, as flush() knows.
+    const bool needs_read = layer_ && layer_->blocked_on() == readiness::readable;
+    auto [waited] = co_await socket_.async_wait(
+        needs_read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
+        asio::experimental::as_tuple(asio::use_awaitable));
+    after_wait(op, waited, cancel);
+  }
 
  private:
   struct reading_guard {
@@ -541,6 +685,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     if (failure_ == asio::error::operation_aborted) {
       return error(failure_, std::string(op) + " aborted: the socket was destroyed");
     }
+    if (failure_.category() == coronet::category())
+      return error(failure_, std::string(op) + ": " + failure_.message());
     return syscall_error(op, failure_);
   }
 
@@ -549,7 +695,11 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     if (!failure_) failure_ = ec;
     close_descriptor();
     received_.release();
-    return syscall_error(op, ec);
+    if (ec.category() != coronet::category()) return syscall_error(op, ec);
+    // A layer's own failure (TLS): its words, and OpenSSL's when it has some.
+    std::string what = std::string(op) + ": " + ec.message();
+    if (layer_ && !layer_->error_detail().empty()) what += ": " + layer_->error_detail();
+    return error(ec, std::move(what));
   }
 
   // ---- cancellation and the cooperative budget
@@ -564,7 +714,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   void throw_if_cancelled(const asio::cancellation_state& cancel, const char* op) const {
     if (!is_cancelled(cancel)) return;
     if (failure_) throw failure_error(op);
-    throw error(asio::error::operation_aborted, std::string(op) + " cancelled");
+    throw cancelled_error(op);
   }
 
   /// Where every operation starts: a cancelled caller goes no further, and a
@@ -672,7 +822,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     std::error_code ec = receive(at, room, n);
     if (ec) return ec;
     received_.commit(n);
-    if (n > 0) drained_ = n < room;
+    // A short read drains the kernel, not a layer: it may hold more records.
+    if (n > 0) drained_ = !layer_ && n < room;
     return {};
   }
 
@@ -682,7 +833,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
                        const asio::cancellation_state& cancel) {
     for (;;) {
       if (read_eof_) co_return false;
-      if (paused_) co_await wait_until_resumed(op, cancel);
+      if (paused_) {
+        co_await wait_until_resumed(op, cancel);
+        continue;  // ended by shutdown() meanwhile, or paused again
+      }
       // A long frame on a peer that never pauses must not hold the thread either.
       if (must_yield(op, cancel)) co_await yield_turn(op, cancel);
       const std::size_t before = received_.size();
@@ -723,15 +877,19 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
 
   /// One non-blocking recv(). n == 0 with no error means FIN (and records it).
   std::error_code receive(char* data, std::size_t size, std::size_t& n) {
-    ssize_t r;
-    do r = ::recv(socket_.native_handle(), data, size, 0);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      int e = errno;
-      if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
-      return {e, std::system_category()};
+    if (layer_) {
+      if (std::error_code ec = layer_->receive(data, size, n)) return ec;
+    } else {
+      ssize_t r;
+      do r = ::recv(socket_.native_handle(), data, size, 0);
+      while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
+        return {e, std::system_category()};
+      }
+      n = static_cast<std::size_t>(r);
     }
-    n = static_cast<std::size_t>(r);
     if (n == 0) {
       on_peer_end();
     } else {
@@ -762,6 +920,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// A framed read's or read_some()'s wait, once a recv() found the socket drained.
   awaitable<void> wait_readable(const char* op, const asio::cancellation_state& cancel) {
     before_wait(op, cancel);
+    waiting_for_bytes waiting{*this};
+    if (end_if_idle()) co_return;
     std::error_code waited;
     try {
       co_await readable();
@@ -789,6 +949,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     if (failure_) throw failure_error(op);  // destroyed or failed meanwhile
     before_wait(op, cancel);                // or cancelled or timed out meanwhile
     if (paused_) co_return;                 // or paused meanwhile: read() waits for resume()
+    waiting_for_bytes waiting{*this};
+    if (end_if_idle() || read_eof_) co_return;  // or ended by shutdown() meanwhile
     std::error_code waited;
     const std::size_t n = co_await socket_.async_receive(
         asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, waited));
@@ -854,6 +1016,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// the next recv() reports); throws only when cancelled. Not a coroutine itself,
   /// so the single-threaded path costs Asio's one operation frame and no more.
   awaitable<void> readable() {
+    // TLS may have to write before it can read on (a key update's answer).
+    if (layer_ && layer_->blocked_on() == readiness::writable)
+      return socket_.async_wait(asio::socket_base::wait_write, asio::use_awaitable);
     // One thread runs the reactor (see reactor.hpp): wait for the edge our EAGAIN promised.
     if (single_threaded_reactor_)
       return socket_.async_wait(asio::socket_base::wait_read, asio::use_awaitable);
@@ -875,17 +1040,20 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   void after_wait(const char* op, const std::error_code& ec,
                   const asio::cancellation_state& cancel) {
     if (failure_) throw failure_error(op);  // destroyed or failed (a graceful close is not)
+    if (ended_when_idle_) return;           // by shutdown(): the caller sees the end of the stream
     if (std::exchange(idle_fired_for_reader_, false)) {
       idle_expired_ = false;
       throw timeout_error(op);
     }
     throw_if_cancelled(cancel, op);
-    if (ec == asio::error::operation_aborted) throw error(ec, std::string(op) + " cancelled");
+    if (ec == asio::error::operation_aborted) throw cancelled_error(op);
   }
 
   awaitable<void> wait_until_resumed(const char* op, const asio::cancellation_state& cancel) {
-    while (paused_) {
+    while (paused_ && !read_eof_) {
       before_wait(op, cancel);
+      waiting_for_bytes waiting{*this};
+      if (end_if_idle()) co_return;
       co_await resume_event_.wait(socket_.get_executor());
       // Node's 'timeout' fires on paused sockets too: the idle timer wakes us.
       after_wait(op, {}, cancel);
@@ -933,18 +1101,24 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
       ++count;
     }
     if (count == 0) return {};
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = count;
-    ssize_t r;
-    do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      int e = errno;
-      if (e == EAGAIN || e == EWOULDBLOCK) return {};
-      return {e, std::system_category()};
+    if (layer_) {
+      std::error_code ec = layer_->send(iov, count, sent);
+      if (ec == asio::error::would_block) return {};
+      if (ec) return ec;
+    } else {
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = count;
+      ssize_t r;
+      do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+      while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) return {};
+        return {e, std::system_category()};
+      }
+      sent = static_cast<std::size_t>(r);
     }
-    sent = static_cast<std::size_t>(r);
     bytes_written_ += sent;
     note_activity();
     return {};
@@ -967,8 +1141,15 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     end_requested_ = true;
     corked_ = 0;
     if (can_send_directly()) {
-      send_fin();
-      return 0;
+      std::error_code ec = layer_ ? layer_->shutdown_send() : std::error_code();
+      if (ec != asio::error::would_block) {
+        if (ec)
+          fail("end", ec);
+        else
+          send_fin();
+        return 0;
+      }
+      // TLS's close_notify found the kernel full: it leaves, then FIN, from the queue.
     }
     auto seq = queue_.push_end();
     ensure_flusher();
@@ -1024,8 +1205,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
         break;
       }
       if (is_cancelled(cancel)) co_return false;
+      const bool needs_read = layer_ && layer_->blocked_on() == readiness::readable;
       auto [waited] = co_await socket_.async_wait(
-          asio::socket_base::wait_write, asio::experimental::as_tuple(asio::use_awaitable));
+          needs_read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
+          asio::experimental::as_tuple(asio::use_awaitable));
       (void)waited;  // our idle timer's cancel or the caller's: the loop decides
       if (is_cancelled(cancel) && !queue_.empty()) co_return false;
     }
@@ -1036,26 +1219,37 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   /// is queued. would_block when the kernel takes nothing now.
   std::error_code send_queued() {
     if (queue_.front_is_end()) {
+      if (layer_) {
+        if (std::error_code ec = layer_->shutdown_send()) return ec;  // close_notify first
+      }
       queue_.pop_end();
       send_fin();
       return {};
     }
     iovec iov[max_iov];
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = queue_.gather(iov, max_iov);
-    ssize_t r;
-    do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      int e = errno;
-      if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
-      return {e, std::system_category()};
+    const std::size_t count = queue_.gather(iov, max_iov);
+    std::size_t sent = 0;
+    if (layer_) {
+      if (std::error_code ec = layer_->send(iov, count, sent)) return ec;
+    } else {
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = count;
+      ssize_t r;
+      do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+      while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
+        return {e, std::system_category()};
+      }
+      sent = static_cast<std::size_t>(r);
     }
-    queue_.consume(static_cast<std::size_t>(r));
-    bytes_written_ += static_cast<std::size_t>(r);
+    queue_.consume(sent);
+    bytes_written_ += sent;
     note_activity();
     write_event_.notify_all();
+    if (queue_.empty()) end_if_idle();  // the last queued reply left: idle now?
     return {};
   }
 
@@ -1109,7 +1303,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     }
     suppressed_once_ = false;
     idle_expired_ = true;  // once per idle period: not re-armed until I/O happens
-    if (reading_) {
+    if (reading_ || writable_waiters_ > 0) {  // (a zero-copy mover's wait counts too)
       idle_fired_for_reader_ = true;
       std::error_code ignored;
       socket_.cancel(ignored);     // a read waiting on the socket ...
@@ -1133,7 +1327,51 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
     queue_.clear();  // (received bytes stay: after a graceful close they are still read)
     write_event_.notify_all();
     resume_event_.notify_all();
-    if (tracker_) std::exchange(tracker_, nullptr)->closed();
+    if (tracker_) {
+      tracker_->unlink(*this);
+      std::exchange(tracker_, nullptr)->closed(bytes_read_, bytes_written_);
+    }
+  }
+
+  // ---- server shutdown (see end_when_idle())
+
+  /// Set while a read is suspended waiting for bytes: only then can it be idle.
+  struct waiting_for_bytes {
+    socket_core& core;
+    explicit waiting_for_bytes(socket_core& c) : core(c) { core.waiting_for_bytes_ = true; }
+    ~waiting_for_bytes() { core.waiting_for_bytes_ = false; }
+  };
+
+  /// Idle: a read waits with nothing received and unread, nothing queued to write,
+  /// and no bytes waiting in the kernel (a request that arrived but was not read
+  /// yet is mid-exchange). A handler busy between reads is not idle.
+  bool idle() {
+    return waiting_for_bytes_ && !closed_ && !read_eof_ && received_.empty() && queue_.empty() &&
+           !kernel_has_bytes();
+  }
+
+  bool kernel_has_bytes() {
+    char byte = 0;
+    ssize_t r;
+    do r = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    return r > 0;
+  }
+
+  /// Ends the connection if end_when_idle() asked for it and it is idle: our FIN
+  /// now (nothing is queued), and the read side counts as ended, so the descriptor
+  /// closes and the waiting read wakes to return the end of the stream.
+  bool end_if_idle() {
+    if (!end_when_idle_ || !idle()) return false;
+    ended_when_idle_ = true;
+    read_eof_ = true;
+    end_requested_ = true;
+    corked_ = 0;
+    if (fin_sent_)
+      finish_if_done();
+    else
+      send_fin();
+    return true;
   }
 
   static constexpr std::size_t max_iov = 64;
@@ -1141,6 +1379,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   static constexpr int eager_probe_interval = 16;
 
   stream_socket socket_;
+  std::unique_ptr<secure_layer> layer_;  // null for plain TCP and Unix: the descriptor moves bytes
   endpoint remote_;
   bool unix_domain_;
   std::optional<Address> local_;
@@ -1195,6 +1434,12 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>> {
   bool idle_expired_ = false;
   bool suppressed_once_ = false;
   bool idle_fired_for_reader_ = false;
+  int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())
+
+  // server shutdown
+  bool end_when_idle_ = false;    // server.shutdown() asked: end at the next idle moment
+  bool ended_when_idle_ = false;  // ... and it did: waiting reads return the end of the stream
+  bool waiting_for_bytes_ = false;
 
   std::shared_ptr<connection_tracker> tracker_;
 };

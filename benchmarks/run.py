@@ -26,6 +26,7 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -125,7 +126,14 @@ ZERO_COPY_ROWS = [
     ('read_write', 'file: pread() + write() loop', None),
 ]
 ZERO_COPY_MEGABYTES = 1024
-EXTRAS = ('allocations', 'framed', 'lateness', 'zero_copy')  # coronet-only steps --only can name
+EXTRAS = ('allocations', 'framed', 'lateness', 'zero_copy', 'tls')  # steps beside the table --only can name
+# The tls step: TLS sinks driven by bench_tls_client (benchmarks/README.md, "TLS").
+TLS_SYSTEMS = {'coronet': 'coronet tls', 'node': 'Node.js tls', 'go': 'Go crypto/tls',
+               'openssl': 'openssl s_server'}
+TLS_ROWS = [('bulk', 'bulk, 1 connection', 'gbytes_per_s', 'GB/s'),
+            ('handshake', 'handshakes, 1 at a time', 'handshakes_per_s', '/s'),
+            ('idle', 'memory per idle connection', 'bytes_per_connection', 'KiB')]
+TLS_IDLE_CONNECTIONS = 1000
 
 
 def workloads(short):
@@ -177,6 +185,9 @@ def build(build_dir):
     targets = [f'benchmarks/{t}' for t in ('c_server', 'bench_client', 'coronet_server', 'coronet_framing',
                                             'coronet_lateness', 'coronet_zero_copy', 'asio_callbacks',
                                             'asio_awaitable')]
+    # The TLS programs exist where Meson found OpenSSL 3.
+    if 'coronet_tls_server' in (build_dir / 'build.ninja').read_text():
+        targets += ['benchmarks/coronet_tls_server', 'benchmarks/bench_tls_client']
     io_uring = io_uring_targets(build_dir)
     run_quietly(['ninja', '-C', str(build_dir), *targets, *(f'benchmarks/{t}' for t in io_uring.values())],
                 'ninja')
@@ -424,6 +435,155 @@ def zero_copy_table(summary, megabytes):
         lines.append(f'{label:<40} {entry[0]:>8.2f} {f"{entry[1]:.2f} - {entry[2]:.2f}":>15} '
                      f'{entry[3]:>9.3f} {versus:>16}')
     return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------- TLS
+
+def tls_servers(build_dir, directory):
+    """{system: argv without the port}, for the TLS peers found; a certificate for
+    them is made in `directory` with `openssl req` (no key material is checked in)."""
+    openssl = shutil.which('openssl')
+    if not openssl:
+        say('[tls] skipped: no openssl command')
+        return {}
+    cert, key = str(directory / 'cert.pem'), str(directory / 'key.pem')
+    run_quietly([openssl, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+                 '-keyout', key, '-out', cert, '-subj', '/CN=localhost', '-days', '2'], 'openssl req')
+    identity = ['--cert', cert, '--key', key]
+    b = build_dir / 'benchmarks'
+    servers = {}
+    if (b / 'coronet_tls_server').exists():
+        servers['coronet'] = [str(b / 'coronet_tls_server'), *identity]
+    node = shutil.which('node') or shutil.which('nodejs')
+    if node:
+        servers['node'] = [node, str(ROOT / 'benchmarks/peers/node/tls_server.js'), *identity]
+    go = shutil.which('go')
+    if go:
+        out = build_dir / 'go_tls_server'
+        env = dict(os.environ, GOCACHE=str(build_dir / 'go-cache'), GOFLAGS='-mod=mod', GO111MODULE='on')
+        run_quietly([go, 'build', '-o', str(out), './tls'], 'go build', cwd=ROOT / 'benchmarks/peers/go', env=env)
+        servers['go'] = [str(out), *identity]
+    # s_server in its default mode is a sink: it prints what it reads (to /dev/null
+    # here) and, at the client's close_notify, closes and accepts the next client.
+    servers['openssl'] = [openssl, 's_server', '-quiet', '-cert', cert, '-key', key, '-accept']
+    return servers
+
+
+class TlsServer:
+    """A TLS peer on 127.0.0.1. openssl s_server cannot say which port the kernel
+    picked, so it gets one the kernel handed out and took back."""
+
+    def __init__(self, system, argv):
+        env = dict(os.environ, GOMAXPROCS='1')
+        if system == 'openssl':
+            with socket.socket() as probe:
+                probe.bind(('127.0.0.1', 0))
+                self.port = probe.getsockname()[1]
+            # Its stdin stays open and silent: at stdin's end s_server spins (and stops serving).
+            self.process = subprocess.Popen(argv + [f'127.0.0.1:{self.port}'], stdin=subprocess.PIPE,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(200):
+                try:
+                    socket.create_connection(('127.0.0.1', self.port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)  # polling a child process's start, not synchronising a test
+            return
+        self.process = subprocess.Popen(argv + ['--port', '0'], stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True, env=env)
+        first = read_line(self.process.stdout, 20, argv[0])
+        self.port = int(re.fullmatch(r'listening on 127\.0\.0\.1:(\d+)', first).group(1))
+
+    rss = Server.rss
+    stop = Server.stop
+    unix_path = None
+
+
+def tls_sample(client_path, system, argv, row, duration):
+    server = TlsServer(system, argv)
+    try:
+        base = [client_path, '--port', str(server.port)]
+        if row == 'idle':
+            before = server.rss()
+            held = subprocess.Popen(base + ['--mode', 'idle', '--connections', str(TLS_IDLE_CONNECTIONS)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                read_line(held.stdout, 120, 'idle TLS client')
+                after = server.rss()
+            finally:
+                held.stdin.close()
+                held.wait(60)
+            return {'bytes_per_connection': (after - before) / TLS_IDLE_CONNECTIONS,
+                    'rss_before': before, 'rss_after': after}
+        result = subprocess.run(base + ['--mode', row, '--duration', str(duration)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, timeout=duration + 60)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.strip())
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    finally:
+        server.stop()
+
+
+def tls_runs(build_dir, duration, runs):
+    """{(row, system): [figures]}; the systems take turns within each run."""
+    client_path = str(build_dir / 'benchmarks' / 'bench_tls_client')
+    if not Path(client_path).exists():
+        say('[tls] skipped: bench_tls_client was not built (no OpenSSL 3?)')
+        return {}
+    out = {}
+    with tempfile.TemporaryDirectory(prefix='coronet-bench-tls-') as directory:
+        servers = tls_servers(build_dir, Path(directory))
+        for run in range(runs):
+            for row, label, metric, unit in TLS_ROWS:
+                for system, argv in servers.items():
+                    if row == 'idle' and system == 'openssl':
+                        continue  # s_server serves one connection at a time
+                    try:
+                        figure = tls_sample(client_path, system, argv, row, duration)[metric]
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        say(f'[tls] {label}, {TLS_SYSTEMS[system]}: FAILED: {e}')
+                        continue
+                    out.setdefault((row, system), []).append(figure)
+                    shown = f'{figure / 1024:.1f} KiB' if row == 'idle' else f'{figure:,.2f} {unit}'
+                    say(f'[tls] {label}, {TLS_SYSTEMS[system]} · run {run + 1}/{runs}: {shown}')
+    return out
+
+
+def tls_table(raw):
+    systems = [s for s in TLS_SYSTEMS if any(k[1] == s for k in raw)]
+    lines = [f'{"TLS (median; coronet / other)":<34}' + ''.join(f'{TLS_SYSTEMS[s]:>20}' for s in systems)]
+    for row, label, _, unit in TLS_ROWS:
+        cells = []
+        mine = raw.get((row, 'coronet'))
+        for s in systems:
+            samples = raw.get((row, s))
+            if not samples:
+                cells.append(f'{"-":>20}')
+                continue
+            value = statistics.median(samples)
+            text = f'{value / 1024:.1f}' if row == 'idle' else (f'{value:.2f}' if unit == 'GB/s' else f'{value:,.0f}')
+            if s != 'coronet' and mine:
+                text += f' ({statistics.median(mine) / value:.2f}x)'
+            cells.append(f'{text:>20}')
+        lines.append(f'{label + " (" + unit + ")":<34}' + ''.join(cells))
+    return '\n'.join(lines)
+
+
+def tls_goals(raw):
+    """The TLS issue's goals: >= 1.5x Node and >= Go on bulk and handshakes, >= 0.9x
+    openssl s_server on bulk."""
+    def ratio(row, other):
+        a, b = raw.get((row, 'coronet')), raw.get((row, other))
+        return statistics.median(a) / statistics.median(b) if a and b else None
+    out = []
+    for row in ('bulk', 'handshake'):
+        r = ratio(row, 'node')
+        out.append((f'TLS {row}: coronet >= 1.5x Node', r or 0, None if r is None else r >= 1.5))
+        r = ratio(row, 'go')
+        out.append((f'TLS {row}: coronet >= Go', r or 0, None if r is None else r >= 1.0))
+    r = ratio('bulk', 'openssl')
+    out.append(('TLS bulk: coronet >= 0.9x openssl s_server', r or 0, None if r is None else r >= 0.9))
+    return out
 
 
 def lateness_label(work_us):
@@ -819,6 +979,10 @@ def main():
                                        runs)
         zero_copy = zero_copy_summary(zero_copy_raw)
 
+    tls_raw = {}
+    if step_wanted('tls'):
+        tls_raw = tls_runs(build_dir, duration, runs)
+
     elapsed = time.monotonic() - started
     info = machine()
     when = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
@@ -839,9 +1003,12 @@ def main():
     if zero_copy:
         say('')
         say(zero_copy_table(zero_copy, ZERO_COPY_MEGABYTES // 2 if args.short else ZERO_COPY_MEGABYTES))
+    if tls_raw:
+        say('')
+        say(tls_table(tls_raw))
     say('')
     say('goals:')
-    checks = goals(results, alloc, framed, lateness, zero_copy)
+    checks = goals(results, alloc, framed, lateness, zero_copy) + tls_goals(tls_raw)
     for text, value, met in checks:
         if met is not None:
             say(f'  {"pass " if met else "short"}  {text} ({value:.3f})')
@@ -866,6 +1033,8 @@ def main():
         'zero_copy': [{'row': row, 'metric': 'gbytes_per_s', 'unit': 'GB/s', 'samples': zero_copy_raw[row],
                        'median': entry[0], 'min': entry[1], 'max': entry[2], 'cpu_s_per_gb_median': entry[3]}
                       for row, entry in zero_copy.items()],
+        'tls': [{'row': row, 'system': system, 'samples': samples, 'median': statistics.median(samples)}
+                for (row, system), samples in tls_raw.items()],
         'goals': [{'goal': t, 'value': v, 'met': m} for t, v, m in checks],
     }, indent=1))
     say(f'\nwrote {args.json}')

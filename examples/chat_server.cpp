@@ -14,6 +14,10 @@
 //
 //   chat_server [--host 127.0.0.1] [--port 0] [--max-line 1024] [--idle-timeout 0]
 //               [--max-queue 1048576] [--write-timeout 5] [--grace 5]
+//               [--tls-cert FILE --tls-key FILE]
+//
+// With --tls-cert and --tls-key it is a TLS server (coronet::tls::Server); the
+// sessions do not change, since a TLS connection is the same coronet::Socket.
 #include <csignal>
 #include <cstdio>
 #include <list>
@@ -26,12 +30,15 @@ namespace {
 constexpr std::string_view usage =
     "usage: chat_server [--host HOST] [--port PORT] [--max-line BYTES] [--idle-timeout SECONDS]\n"
     "                   [--max-queue BYTES] [--write-timeout SECONDS] [--grace SECONDS]\n"
+    "                   [--tls-cert FILE --tls-key FILE]\n"
     "  --host           address to listen on (default 127.0.0.1)\n"
     "  --port           port; 0 lets the kernel pick (default 0)\n"
     "  --max-line       longest line accepted, in bytes (default 1024)\n"
     "  --idle-timeout   disconnect a client silent this many seconds (default 0: never)\n"
     "  --max-queue      bytes queued for one client before it is cut off (default 1048576)\n"
     "  --write-timeout  seconds a client may stay behind before it is cut off (default 5)\n"
+    "  --tls-cert       serve TLS with this PEM certificate (then its chain); needs --tls-key\n"
+    "  --tls-key        the PEM private key of --tls-cert\n"
     "  Prints 'listening on HOST:PORT' first. Clients send their name as their first line.\n"
     "  --grace          on SIGINT/SIGTERM, seconds a client may take to finish the line it\n"
     "                   is sending before it is cut off (default 5)\n"
@@ -236,23 +243,11 @@ coronet::awaitable<void> session(room& chat, coronet::Socket socket) {
   }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  cli::args args(
-      argc, argv, "chat_server", std::string(usage),
-      {"host", "port", "max-line", "idle-timeout", "max-queue", "write-timeout", "grace"});
-  const std::string host = args.text("host", "127.0.0.1");
-  const int port = static_cast<int>(args.number("port", 0, 0, 65535));
-  settings limits;
-  limits.max_line = static_cast<std::size_t>(args.number("max-line", 1024, 1, 1 << 24));
-  limits.idle = std::chrono::seconds(args.number("idle-timeout", 0, 0, 86'400));
-  limits.max_queue = static_cast<std::size_t>(args.number("max-queue", 1 << 20, 1024, 1 << 30));
-  limits.write_timeout = std::chrono::seconds(args.number("write-timeout", 5, 1, 3600));
-  limits.grace = std::chrono::seconds(args.number("grace", 5, 0, 3600));
-
+/// Listens, serves the chat until SIGINT/SIGTERM, then shuts down gracefully.
+/// `Listener` is coronet::Server or coronet::tls::Server: the rest is the same.
+template <typename Listener>
+int serve_chat(Listener& server, const std::string& host, int port, settings limits) {
   asio::io_context io{1};
-  coronet::Server server({.allow_half_open = true});
   try {
     server.listen(io.get_executor(), {.port = port, .host = host});
   } catch (const coronet::error& e) {
@@ -283,4 +278,40 @@ int main(int argc, char** argv) {
   });
   io.run();
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::args args(argc, argv, "chat_server", std::string(usage),
+                 {"host", "port", "max-line", "idle-timeout", "max-queue", "write-timeout", "grace",
+                  "tls-cert", "tls-key"});
+  const std::string host = args.text("host", "127.0.0.1");
+  const int port = static_cast<int>(args.number("port", 0, 0, 65535));
+  settings limits;
+  limits.max_line = static_cast<std::size_t>(args.number("max-line", 1024, 1, 1 << 24));
+  limits.idle = std::chrono::seconds(args.number("idle-timeout", 0, 0, 86'400));
+  limits.max_queue = static_cast<std::size_t>(args.number("max-queue", 1 << 20, 1024, 1 << 30));
+  limits.write_timeout = std::chrono::seconds(args.number("write-timeout", 5, 1, 3600));
+  limits.grace = std::chrono::seconds(args.number("grace", 5, 0, 3600));
+  const std::string cert = args.text("tls-cert", ""), key = args.text("tls-key", "");
+  if (args.has("tls-cert") || args.has("tls-key")) {
+    args.require_tls();
+    if (cert.empty() || key.empty()) args.fail("--tls-cert and --tls-key go together");
+  }
+#if CORONET_EXAMPLES_TLS
+  if (!cert.empty()) {
+    std::optional<coronet::tls::Server> server;
+    try {
+      server.emplace(coronet::ServerOptions{.allow_half_open = true},
+                     coronet::tls::Options{.cert_file = cert, .key_file = key});
+    } catch (const coronet::error& e) {
+      std::cerr << "chat_server: " << e.what() << '\n';  // a missing file, a key that does not fit
+      return 1;
+    }
+    return serve_chat(*server, host, port, limits);
+  }
+#endif
+  coronet::Server server({.allow_half_open = true});
+  return serve_chat(server, host, port, limits);
 }

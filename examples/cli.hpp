@@ -17,15 +17,21 @@
 #include <vector>
 
 #include <coronet/coronet.hpp>
+// The build defines CORONET_EXAMPLES_TLS where it found OpenSSL; without it the
+// --tls flags are refused with a message saying so.
+#if CORONET_EXAMPLES_TLS
+#include <coronet/tls.hpp>
+#endif
 
 namespace cli {
 
-/// `--name value` flags and positional arguments. Prints usage for --help (exit 0)
-/// and a one-line error plus usage for anything it does not know (exit 2).
+/// `--name value` flags, `--name` switches and positional arguments. Prints usage
+/// for --help (exit 0) and a one-line error plus usage for anything it does not
+/// know (exit 2).
 class args {
  public:
   args(int argc, char** argv, std::string_view program, std::string_view usage,
-       std::vector<std::string_view> flags)
+       std::vector<std::string_view> flags, std::vector<std::string_view> switches = {})
       : program_(program), usage_(usage) {
     for (int i = 1; i < argc; ++i) {
       std::string_view a = argv[i];
@@ -38,12 +44,19 @@ class args {
         continue;
       }
       const auto name = a.substr(2);
+      if (std::find(switches.begin(), switches.end(), name) != switches.end()) {
+        values_[std::string(name)] = "";
+        continue;
+      }
       if (std::find(flags.begin(), flags.end(), name) == flags.end())
         fail("unknown flag " + std::string(a));
       if (i + 1 >= argc) fail("flag " + std::string(a) + " needs a value");
       values_[std::string(name)] = argv[++i];
     }
   }
+
+  /// Whether the flag or switch was given.
+  bool has(const std::string& name) const { return values_.contains(name); }
 
   std::string text(const std::string& name, std::string fallback) const {
     auto it = values_.find(name);
@@ -63,6 +76,13 @@ class args {
   }
 
   const std::vector<std::string>& positional() const { return positional_; }
+
+  /// Refuses a TLS flag in a build without TLS.
+  void require_tls() const {
+#if !CORONET_EXAMPLES_TLS
+    fail("this build has no TLS (OpenSSL 3 was not found when it was configured)");
+#endif
+  }
 
   [[noreturn]] void fail(const std::string& why) const {
     std::cerr << program_ << ": " << why << "\n" << usage_;

@@ -6,15 +6,17 @@
 #   bash scripts/fuzz.sh                  30 s per target
 #   bash scripts/fuzz.sh --short          10 s per target (what CI runs)
 #   bash scripts/fuzz.sh --time 600       10 minutes per target
-#   bash scripts/fuzz.sh framing          only the targets named (decoder, framing)
+#   bash scripts/fuzz.sh framing          only the targets named (decoder, framing,
+#                                         tls_handshake)
 # Binaries, logs and crash inputs go to build/fuzz/. fuzz/README.md says how to
 # reproduce a crash and how to add to the corpus. Needs clang++ (14) with
-# libFuzzer's runtime (Debian: clang and libclang-rt-14-dev).
+# libFuzzer's runtime (Debian: clang and libclang-rt-14-dev); tls_handshake needs
+# OpenSSL 3 (libssl-dev) and is left out, with a note, where pkg-config cannot find it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 self=scripts/fuzz.sh
 
-usage() { sed -n '2,12p' "$self" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$self" | sed 's/^# \{0,1\}//'; }
 
 seconds=30
 targets=()
@@ -27,12 +29,19 @@ while (($#)); do
       shift
       ;;
     -h | --help) usage; exit 0 ;;
-    decoder | framing) targets+=("$1") ;;
+    decoder | framing | tls_handshake) targets+=("$1") ;;
     *) echo "fuzz: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-((${#targets[@]})) || targets=(decoder framing)
+if ((${#targets[@]} == 0)); then
+  targets=(decoder framing)
+  if pkg-config --exists openssl; then
+    targets+=(tls_handshake)
+  else
+    echo "fuzz: OpenSSL not found by pkg-config: tls_handshake left out (apt-get install libssl-dev)" >&2
+  fi
+fi
 
 cxx=${CXX_FUZZ:-clang++}
 if ! command -v "$cxx" >/dev/null; then
@@ -57,7 +66,9 @@ build() {
   if [[ -x "$binary" && -z "$(find "$source" include "$self" -newer "$binary" -print -quit)" ]]; then
     return 0
   fi
-  if ! "$cxx" "${flags[@]}" "$source" -o "$binary.tmp" >"$out/$name.build.log" 2>&1; then
+  local libraries=()
+  [[ $name == tls_handshake ]] && read -ra libraries <<<"$(pkg-config --libs openssl)"
+  if ! "$cxx" "${flags[@]}" "$source" -o "$binary.tmp" "${libraries[@]}" >"$out/$name.build.log" 2>&1; then
     cat "$out/$name.build.log" >&2
     echo "fuzz: building $name failed: $cxx ${flags[*]} $source" >&2
     if grep -q "fuzzer" "$out/$name.build.log"; then
@@ -101,7 +112,7 @@ for t in "${targets[@]}"; do
     crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
     line="$t: FAILED (exit $status) after ${runs:-?} executions${crash:+; input: $crash}"
     echo "--- from $log (the whole log, with the stack, is there):" >&2
-    grep -E '^(decoder|framing)_fuzzer: |ERROR: |SUMMARY: |^==[0-9]+==' "$log" | head -n 20 >&2
+    grep -E '^(decoder|framing|tls_handshake)_fuzzer: |ERROR: |SUMMARY: |^==[0-9]+==' "$log" | head -n 20 >&2
     if [[ -n "$crash" ]]; then
       echo "--- reproduce: $binary $crash" >&2
       echo "--- (framing: FRAMING_FUZZER_TRACE=1 $binary $crash shows each write and read)" >&2

@@ -4,15 +4,18 @@ C++ file the build compiles.
 
 Each block goes into a namespace of its own (so two blocks may each have a main),
 with its #include lines hoisted to the top. A block that is not meant to compile
-on its own is fenced as ```c++ instead, and left out.
+on its own is fenced as ```c++ instead, and left out. With --without-tls, blocks
+that include <coronet/tls.hpp> are left out too (a build without OpenSSL).
 """
 import re
 import sys
 
 
-def main(readme_path: str, out_path: str) -> None:
+def main(readme_path: str, out_path: str, without_tls: bool = False) -> None:
     text = open(readme_path, encoding="utf-8").read()
     blocks = re.findall(r"^```cpp\n(.*?)^```", text, flags=re.S | re.M)
+    if without_tls:
+        blocks = [b for b in blocks if "#include <coronet/tls.hpp>" not in b]
     includes, bodies = [], []
     for i, block in enumerate(blocks, 1):
         lines = block.splitlines()
@@ -30,4 +33,4 @@ def main(readme_path: str, out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], "--without-tls" in sys.argv[3:])

@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian machine: installs what is missing (the
 # developer set), then builds and tests a g++ release build, a g++ build under
 # AddressSanitizer+UBSan and a clang++ release build under ThreadSanitizer, every
-# build with warnings as errors, and the tests again on Asio's io_uring backend; fuzzes the decoders and framed reads briefly;
+# build with warnings as errors, and the tests again on Asio's io_uring backend; fuzzes
+# the decoders, framed reads and TLS handshake briefly;
 # checks style and lint, builds the API reference without a warning, and builds
 # three small programs against an installed copy (pkg-config, CMake, Meson).
 # Build folders go under build/ci/.
@@ -101,7 +102,7 @@ step "demo: the README's main command, built as a user builds it (Meson's defaul
 bash scripts/demo.sh
 passed demo
 
-step "fuzz: the decoders and the framed reads, 10 s per target (libFuzzer)"
+step "fuzz: the decoders, the framed reads and the TLS handshake, 10 s per target (libFuzzer)"
 bash scripts/fuzz.sh --short
 passed fuzz
 

@@ -621,3 +621,28 @@ TEST_CASE("wait_closed() racing its completion: completes or reports a cancellat
     CHECK(p.server.connections() == 0);
   });
 }
+
+TEST_CASE(
+    "connect() with a local address cancelled before its first attempt runs reads no freed "
+    "option") {
+  // The attempt is spawned, and runs after connect()'s frame (which owns the option
+  // strings) may be gone; it must not read local_address from there (ASan: a
+  // use-after-free before the fix).
+  test::run([]() -> coronet::awaitable<void> {
+    coronet::Server server;
+    const int port = co_await test::listen_loopback(server);
+    auto ex = co_await asio::this_coro::executor;
+    using namespace asio::experimental::awaitable_operators;
+    for (int round = 0; round < 20; ++round) {
+      std::string local = "127.0.0.1";  // the caller's string dies with this iteration too
+      auto outcome =
+          co_await (coronet::connect({.host = "127.0.0.1", .port = port, .local_address = local}) ||
+                    asio::post(ex, asio::use_awaitable));
+      local.assign(32, 'x');
+      // Let the spawned attempt run now that connect() is gone.
+      co_await test::settle([] { return false; }, 20);
+      (void)outcome;
+    }
+    server.close();
+  });
+}

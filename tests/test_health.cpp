@@ -113,10 +113,10 @@ TEST_CASE("stats(): accepted, dropped, active and bytes over open and closed con
     CHECK(server.stats().accepted == 0);  // not listening yet: all zero
     const int port = co_await test::listen_loopback(server);
 
-    Socket a = co_await coronet::connect(port, "127.0.0.1");
-    Socket a_end = co_await server.accept();
-    Socket b = co_await coronet::connect(port, "127.0.0.1");
-    Socket b_end = co_await server.accept();
+    coronet::Socket a = co_await coronet::connect(port, "127.0.0.1");
+    coronet::Socket a_end = co_await server.accept();
+    coronet::Socket b = co_await coronet::connect(port, "127.0.0.1");
+    coronet::Socket b_end = co_await server.accept();
     co_await health_test::exchange(a, a_end, "hello", "hi there");  // server: 5 in, 8 out
     co_await health_test::exchange(b, b_end, "0123456789", "ok");   // server: 10 in, 2 out
 
@@ -128,7 +128,7 @@ TEST_CASE("stats(): accepted, dropped, active and bytes over open and closed con
     CHECK(stats.bytes_written == 10);
 
     // A third is over max_connections: closed at once (it reads FIN) and counted.
-    Socket c = co_await coronet::connect(port, "127.0.0.1");
+    coronet::Socket c = co_await coronet::connect(port, "127.0.0.1");
     CHECK_FALSE(co_await c.read());
     stats = server.stats();
     CHECK(stats.dropped == 1);
@@ -145,8 +145,8 @@ TEST_CASE("stats(): accepted, dropped, active and bytes over open and closed con
     CHECK(stats.bytes_written == 10);
 
     // Room again: a fourth is accepted, and the live ones keep counting.
-    Socket d = co_await coronet::connect(port, "127.0.0.1");
-    Socket d_end = co_await server.accept();
+    coronet::Socket d = co_await coronet::connect(port, "127.0.0.1");
+    coronet::Socket d_end = co_await server.accept();
     co_await health_test::exchange(d, d_end, "abc", "defg");
     co_await b_end.write("more");
     stats = server.stats();
@@ -163,8 +163,8 @@ TEST_CASE("stats(): a destroyed connection's bytes are kept, and a socket outliv
   test::run([]() -> coronet::awaitable<void> {
     auto server = std::make_unique<coronet::Server>();
     const int port = co_await test::listen_loopback(*server);
-    Socket client = co_await coronet::connect(port, "127.0.0.1");
-    Socket accepted = co_await server->accept();
+    coronet::Socket client = co_await coronet::connect(port, "127.0.0.1");
+    coronet::Socket accepted = co_await server->accept();
     co_await health_test::exchange(client, accepted, "request", "response!");
     accepted.destroy();
     auto stats = server->stats();
@@ -173,8 +173,8 @@ TEST_CASE("stats(): a destroyed connection's bytes are kept, and a socket outliv
     CHECK(stats.bytes_written == 9);
 
     // The server goes first; the sockets it accepted close later, harmlessly.
-    Socket late = co_await coronet::connect(port, "127.0.0.1");
-    Socket late_end = co_await server->accept();
+    coronet::Socket late = co_await coronet::connect(port, "127.0.0.1");
+    coronet::Socket late_end = co_await server->accept();
     server.reset();
     co_await late.write("x");
     CHECK(co_await late_end.read_exactly(1) == "x");

@@ -3,6 +3,8 @@
 // once and its read sees the end of the stream; one mid-request, one whose handler
 // is busy and one whose reply is still queued finish their exchange and are ended
 // when they go idle; one that never finishes is destroyed when grace runs out.
+#include <map>
+
 #include "support.hpp"
 
 using coronet::Server;

@@ -159,7 +159,10 @@ TEST_CASE("testing: a stalled peer pushes back on writes; drain() and stall() sw
     auto ex = co_await asio::this_coro::executor;
     coronet::testing::PeerOptions options;
     options.receive_buffer = 4096;  // the stall shows after a few hundred KiB, not megabytes
-    auto [socket, peer] = co_await coronet::testing::peer_pair(options);
+    // Named members, not a structured binding: clang 14 cannot capture one in a lambda.
+    auto pair = co_await coronet::testing::peer_pair(options);
+    auto& socket = pair.socket;
+    auto& peer = pair.peer;
     std::string sent;
 
     // Stalled (a new peer reads nothing): the kernel's buffers fill, then the queue.
@@ -215,7 +218,10 @@ TEST_CASE("testing: Peer::connect() to a closed port names it; drain() meets the
     auto failed = co_await test::expect_error(coronet::testing::Peer::connect(port));
     CHECK(failed.code() == std::errc::connection_refused);
 
-    auto [socket, peer] = co_await coronet::testing::peer_pair();
+    // Named members, not a structured binding: clang 14 cannot capture one in a lambda.
+    auto pair = co_await coronet::testing::peer_pair();
+    auto& socket = pair.socket;
+    auto& peer = pair.peer;
     peer.drain();
     co_await socket.write("bye");
     co_await socket.end();

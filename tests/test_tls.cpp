@@ -11,6 +11,7 @@ using coronet::Socket;
 using test::certificates;
 using test::child_process;
 using namespace std::chrono_literals;
+using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
@@ -84,8 +85,9 @@ struct tls_pair {
 };
 
 /// A TLS connection on loopback between coronet's client and coronet's server.
-coronet::awaitable<void> make_tls_pair(tls_pair& p, coronet::ServerOptions options = {}) {
-  p.server = coronet::tls::Server(options, server_identity());
+coronet::awaitable<void> make_tls_pair(tls_pair& p, coronet::ServerOptions options = {},
+                                       coronet::tls::Options server_tls = server_identity()) {
+  p.server = coronet::tls::Server(options, server_tls);
   const int port = co_await listen_tls(p.server);
   const std::string ca = certs().text("ca.pem");
   auto ex = co_await asio::this_coro::executor;
@@ -173,17 +175,47 @@ TEST_CASE("tls: end() sends close_notify, which the peer reads as the end of the
   });
 }
 
-TEST_CASE("tls: a FIN without close_notify is errc::tls_truncated, not the end of the stream") {
+TEST_CASE("tls: a FIN without close_notify after a whole record is the end, as in Node") {
   test::run([]() -> coronet::awaitable<void> {
     tls_pair p;
     co_await make_tls_pair(p);
+    co_await p.client.write("whole record");
+    // Below TLS: a FIN the TLS layer never announced (Node's TLSSocket emits 'end').
+    p.client.native().shutdown(asio::socket_base::shutdown_send);
+    CHECK(co_await test::read_all(p.accepted) == "whole record");
+  });
+}
+
+TEST_CASE("tls: with require_close_notify, a FIN without close_notify is errc::tls_truncated") {
+  test::run([]() -> coronet::awaitable<void> {
+    tls_pair p;
+    auto strict = server_identity();
+    strict.require_close_notify = true;
+    co_await make_tls_pair(p, {}, strict);
     co_await p.client.write("partial");
-    // Below TLS: a FIN the TLS layer never announced, as a truncation attack makes.
     p.client.native().shutdown(asio::socket_base::shutdown_send);
     CHECK(co_await p.accepted.read() == std::optional<std::string_view>("partial"));
     auto e = co_await test::expect_error(p.accepted.read());
     CHECK(e.code() == coronet::errc::tls_truncated);
     CHECK(std::string(e.what()).find("close_notify") != std::string::npos);
+  });
+}
+
+TEST_CASE("tls: a FIN in the middle of a record is errc::tls_truncated, whatever the option") {
+  test::run([]() -> coronet::awaitable<void> {
+    tls_pair p;
+    co_await make_tls_pair(p);
+    co_await p.client.write("whole");
+    // An application-data record header that promises 64 bytes, then 3 of them and FIN.
+    const std::string_view cut(
+        "\x17\x03\x03\x00\x40"
+        "abc",
+        8);
+    asio::write(p.client.native(), asio::buffer(cut.data(), cut.size()));
+    p.client.native().shutdown(asio::socket_base::shutdown_send);
+    CHECK(co_await p.accepted.read() == std::optional<std::string_view>("whole"));
+    auto e = co_await test::expect_error(p.accepted.read());
+    CHECK(e.code() == coronet::errc::tls_truncated);
   });
 }
 
@@ -751,6 +783,7 @@ TEST_CASE(
     co_await test::make_pair(plain, {.allow_half_open = true});
     // Plain bytes in, TLS out: pipe() must not splice ciphertext-less bytes into TLS.
     std::string got;
+    using namespace asio::experimental::awaitable_operators;
     auto into_tls = [&]() -> coronet::awaitable<void> {
       const coronet::PipeResult moved = co_await coronet::pipe(plain.accepted, secure.accepted);
       CHECK(!moved.zero_copy);
@@ -775,4 +808,22 @@ TEST_CASE(
   });
   ::close(fd);
   ::unlink(name);
+}
+
+TEST_CASE("tls::connect() honours block_list before any handshake, as connect() does") {
+  test::run([]() -> coronet::awaitable<void> {
+    coronet::Server server;  // plain TCP: nothing gets far enough to hand-shake
+    const int port = co_await test::listen_loopback(server);
+    const int descriptors_before = test::open_descriptors();
+    // The list only has to live until the call, as the options' strings do.
+    auto attempt = [port] {
+      coronet::BlockList list;
+      list.add_address("127.0.0.1");
+      return coronet::tls::connect({.host = "127.0.0.1", .port = port, .block_list = &list});
+    }();
+    auto e = co_await test::expect_error(std::move(attempt));
+    CHECK(std::string(e.what()) == "IP(127.0.0.1) is blocked by net.BlockList");
+    CHECK(e.code() == coronet::errc::ip_blocked);
+    CHECK(test::open_descriptors() == descriptors_before);
+  });
 }

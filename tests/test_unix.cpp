@@ -10,6 +10,7 @@
 #include "child_process.hpp"
 #include "support.hpp"
 
+using namespace std::chrono_literals;
 using coronet::Server;
 using coronet::Socket;
 

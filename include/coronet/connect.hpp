@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "address.hpp"
+#include "block_list.hpp"
 #include "config.hpp"
 #include "detail/event.hpp"
 #include "error.hpp"
@@ -64,6 +65,12 @@ struct ConnectOptions {
   /// function, called once, before any attempt). Empty result: ENOTFOUND.
   std::vector<asio::ip::address> (*lookup)(std::string_view host) = nullptr;
   std::size_t high_water_mark = 64 * 1024;  ///< see basic_socket::high_water_mark()
+  /// Node's blockList: a resolved address it blocks is never dialled; it counts as
+  /// a failed attempt ("IP(10.0.0.3) is blocked by net.BlockList", errc::ip_blocked)
+  /// and the next address is tried at once. connect() copies the handle before it
+  /// returns its awaitable, so the list need only live until the call. Ignored
+  /// with a path, as in Node.
+  const BlockList* block_list = nullptr;
 };
 static_assert(std::is_trivially_destructible_v<ConnectOptions>,
               "options must stay trivially destructible: see the note above");
@@ -149,19 +156,27 @@ awaitable<std::vector<tcp::endpoint>> resolve(Executor executor, const ConnectOp
   co_return endpoints;
 }
 
+/// Where an attempt at `target` binds first (options.local_address/local_port),
+/// or nullopt. Worked out before the attempt is spawned: the attempt may run after
+/// connect()'s frame, which owns the option strings, is gone (a cancelled connect()).
+inline std::optional<tcp::endpoint> local_bind(const tcp::endpoint& target,
+                                               const ConnectOptions& o) {
+  if (o.local_address.empty() && o.local_port == 0) return std::nullopt;
+  auto local = o.local_address.empty()
+                   ? (target.address().is_v4() ? asio::ip::address(asio::ip::address_v4::any())
+                                               : asio::ip::address(asio::ip::address_v6::any()))
+                   : *parse_ip(o.local_address);
+  return tcp::endpoint(local, static_cast<std::uint16_t>(o.local_port));
+}
+
 /// One attempt; on failure returns the error and leaves `socket` closed.
 template <typename Executor>
 awaitable<std::error_code> try_connect(asio::basic_stream_socket<tcp, Executor>& socket,
-                                       const tcp::endpoint& target, const ConnectOptions& o) {
+                                       const tcp::endpoint& target,
+                                       std::optional<tcp::endpoint> bind_to) {
   std::error_code ec;
   socket.open(target.protocol(), ec);
-  if (!ec && (!o.local_address.empty() || o.local_port != 0)) {
-    auto local = o.local_address.empty()
-                     ? (target.address().is_v4() ? asio::ip::address(asio::ip::address_v4::any())
-                                                 : asio::ip::address(asio::ip::address_v6::any()))
-                     : *parse_ip(o.local_address);
-    socket.bind({local, static_cast<std::uint16_t>(o.local_port)}, ec);
-  }
+  if (!ec && bind_to) socket.bind(*bind_to, ec);
   if (!ec) {
     auto [e] =
         co_await socket.async_connect(target, asio::experimental::as_tuple(asio::use_awaitable));
@@ -207,6 +222,12 @@ struct connect_race {
   Executor executor;
   event<Executor> changed;
 
+  void record_failure(const std::error_code& ec, const std::string& message) {
+    if (!first_error) first_error = ec;
+    if (!failures.empty()) failures += "; ";
+    failures += message;
+  }
+
   /// Closes every attempt still in flight: they finish with operation_aborted.
   void abandon_others() {
     for (const auto& attempt : in_flight) {
@@ -218,10 +239,10 @@ struct connect_race {
 
 template <typename Executor>
 awaitable<void> connect_attempt(std::shared_ptr<connect_race<Executor>> race, tcp::endpoint target,
-                                ConnectOptions o, Executor executor) {
+                                std::optional<tcp::endpoint> bind_to, Executor executor) {
   auto socket = std::make_shared<typename connect_race<Executor>::socket_type>(executor);
   race->in_flight.push_back(socket);
-  std::error_code ec = co_await try_connect(*socket, target, o);
+  std::error_code ec = co_await try_connect(*socket, target, bind_to);
   std::erase(race->in_flight, socket);
   --race->running;
   if (!race->winner) {
@@ -230,9 +251,7 @@ awaitable<void> connect_attempt(std::shared_ptr<connect_race<Executor>> race, tc
       race->winner_endpoint = target;
       race->abandon_others();
     } else {
-      if (!race->first_error) race->first_error = ec;
-      if (!race->failures.empty()) race->failures += "; ";
-      race->failures += syscall_error("connect", ec, host_port(target)).what();
+      race->record_failure(ec, syscall_error("connect", ec, host_port(target)).what());
     }
   }
   race->changed.notify_all();
@@ -258,8 +277,18 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
   while (!race->winner) {
     if (cancel.cancelled() != asio::cancellation_type::none) throw cancelled_error("connect");
     if (next < targets.size() && (launch_now || race->running == 0)) {
+      if (o.block_list && o.block_list->check(targets[next].address())) {
+        // Node's ERR_IP_BLOCKED, as a failed attempt: no socket, the next at once.
+        const auto ip = targets[next++].address().to_string();
+        race->record_failure(make_error_code(errc::ip_blocked),
+                             "IP(" + ip + ") is blocked by net.BlockList");
+        launch_now = true;
+        continue;
+      }
       ++race->running;
-      asio::co_spawn(executor, connect_attempt(race, targets[next++], o, executor), asio::detached);
+      const auto& target = targets[next++];
+      asio::co_spawn(executor, connect_attempt(race, target, local_bind(target, o), executor),
+                     asio::detached);
       launch_now = false;
     }
     if (race->running == 0 && next == targets.size()) break;  // every attempt failed
@@ -361,7 +390,8 @@ awaitable<stream_socket<Executor>> connect_path(Executor executor, const Connect
 }
 
 /// The connection, before any socket exists (tls::connect() hand-shakes on it
-/// first). `o`'s strings must outlive it: connect() keeps copies in its frame.
+/// first). `o`'s strings and block list must outlive it: connect() keeps copies in
+/// its frame.
 template <typename Executor>
 awaitable<connected_stream<Executor>> open_connection(Executor executor, ConnectOptions o) {
   validate(o);
@@ -395,28 +425,36 @@ basic_socket<Executor> make_socket(connected_stream<Executor> c, const ConnectOp
   return result;
 }
 
-/// The connection itself. `host`, `local_address` and `path` are this frame's own
-/// copies of the caller's strings: `o` is re-pointed at them before anything else.
+/// The caller's BlockList handle, for the frame to keep: the caller's list may go.
+inline std::optional<BlockList> own_block_list(const ConnectOptions& o) {
+  if (!o.block_list) return std::nullopt;
+  return *o.block_list;
+}
+
+/// The connection itself. `host`, `local_address`, `path` and `block_list` are this
+/// frame's own copies of the caller's: `o` is re-pointed at them before anything else.
 template <typename Executor>
 awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, std::string host,
-                                          std::string local_address, std::string path) {
+                                          std::string local_address, std::string path,
+                                          std::optional<BlockList> block_list) {
   o.host = host;
   o.local_address = local_address;
   o.path = path;
+  o.block_list = block_list ? &*block_list : nullptr;
   co_return make_socket(co_await open_connection(executor, o), o);
 }
 
 template <typename Executor>
 awaitable<basic_socket<Executor>> connect(Executor executor, const ConnectOptions& o) {
   return connect(std::move(executor), o, std::string(o.host), std::string(o.local_address),
-                 std::string(o.path));
+                 std::string(o.path), own_block_list(o));
 }
 
 inline awaitable<Socket> connect_here(ConnectOptions o, std::string host, std::string local_address,
-                                      std::string path) {
+                                      std::string path, std::optional<BlockList> block_list) {
   auto executor = co_await asio::this_coro::executor;
   co_return co_await connect(executor, o, std::move(host), std::move(local_address),
-                             std::move(path));
+                             std::move(path), std::move(block_list));
 }
 
 }  // namespace detail
@@ -431,7 +469,9 @@ inline awaitable<Socket> connect_here(ConnectOptions o, std::string host, std::s
 /// attempt listed when several addresses were tried, code() of the first);
 /// errc::timeout when options.timeout passes; with a path, "connect ENOENT
 /// /run/app.sock" (no such file), ECONNREFUSED (a stale file nobody listens on),
-/// "connect ENAMETOOLONG" past 107 bytes.
+/// "connect ENAMETOOLONG" past 107 bytes; errc::ip_blocked when options.block_list
+/// blocks every address ("IP(127.0.0.1) is blocked by net.BlockList"), having
+/// opened no socket for those.
 /// Cancelled (`||`, a cancellation slot, a parent coroutine, coronet::timeout()), it
 /// throws operation_aborted ("connect cancelled") and closes every attempt, and a
 /// connection made in that instant: no descriptor is left. A host name being
@@ -439,7 +479,8 @@ inline awaitable<Socket> connect_here(ConnectOptions o, std::string host, std::s
 /// while it waits leaves nothing open or pointing at freed memory either.
 inline awaitable<Socket> connect(const ConnectOptions& options) {
   return detail::connect_here(options, std::string(options.host),
-                              std::string(options.local_address), std::string(options.path));
+                              std::string(options.local_address), std::string(options.path),
+                              detail::own_block_list(options));
 }
 
 /// connect({.host = host, .port = port}).

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "address.hpp"
+#include "block_list.hpp"
 #include "config.hpp"
 #include "connect.hpp"
 #include "deadline.hpp"

@@ -44,6 +44,7 @@ enum class errc {
   tls_unauthorized,          ///< the peer's certificate failed verification or the hostname check
   tls_truncated,             ///< the peer closed TCP without TLS close_notify: data may be missing
   tls_protocol,              ///< a TLS error after the handshake (an alert, a corrupt record)
+  ip_blocked,                ///< connect() to an address its BlockList blocks (ERR_IP_BLOCKED)
 };
 
 namespace detail {
@@ -74,6 +75,7 @@ class errc_category final : public std::error_category {
       case errc::tls_truncated:
         return "the peer closed the connection without TLS close_notify (data may be truncated)";
       case errc::tls_protocol: return "TLS protocol error";
+      case errc::ip_blocked: return "IP is blocked by net.BlockList";
     }
     return "unknown coronet error";
   }

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "address.hpp"
+#include "block_list.hpp"
 #include "config.hpp"
 #include "detail/connection_tracker.hpp"
 #include "error.hpp"
@@ -58,9 +59,17 @@ struct ServerOptions {
   /// in accept() at that moment. Below the limit, a connection waits in the kernel's
   /// backlog for the next accept(), as always. 0: no limit (Node 20's meaning).
   std::size_t max_connections = 0;
+  /// Node's blockList: a peer it blocks is closed as soon as it is accepted, before
+  /// it counts in connections(), and reported to on_blocked() (Node closes it
+  /// silently; on_drop() stays for max_connections, as Node's 'drop' does). A
+  /// pointer keeps these options trivially destructible: the server's constructor
+  /// copies the handle, so the list need not outlive the constructor, and rules
+  /// added later through any copy still apply. nullptr: nobody is blocked.
+  const BlockList* block_list = nullptr;
 };
 
-/// What on_drop() learns about a connection refused by max_connections.
+/// What on_drop() (max_connections) and on_blocked() (block_list) learn about a
+/// connection they refused.
 struct DropInfo {
   Address local{};   ///< the server's end of the dropped connection
   Address remote{};  ///< the client's end
@@ -173,7 +182,8 @@ class basic_server {
   /// waits for the next: one the peer gave up on (ECONNABORTED), one accept(2)
   /// says to retry after (ENETDOWN, EPROTO, EHOSTUNREACH, ...), one the kernel
   /// refuses an option on (closed), one beyond max_connections (closed, reported
-  /// to on_drop()). Throws errc::server_not_running when not listening,
+  /// to on_drop()), one from a peer its block_list blocks (closed, reported to
+  /// on_blocked()). Throws errc::server_not_running when not listening,
   /// operation_aborted when close() interrupts it ("accept aborted: the server was
   /// closed"), "accept EMFILE" and the like when the process is out of resources
   /// (serve() rides those out; a bare accept() loop should too). Cancelled (`||`,
@@ -225,6 +235,11 @@ class basic_server {
   /// Called for each connection closed because of max_connections (Node's 'drop').
   void on_drop(std::function<void(const DropInfo&)> handler) {
     state_->on_drop = std::move(handler);
+  }
+  /// Called for each connection closed because options().block_list blocks its
+  /// peer (Node has no event for it). A full server reports to on_drop() instead.
+  void on_blocked(std::function<void(const DropInfo&)> handler) {
+    state_->on_blocked = std::move(handler);
   }
 
   /// Stops accepting at once; accepted sockets stay open. A Unix-domain server
@@ -325,11 +340,15 @@ class basic_server {
   using stream_type = asio::basic_stream_socket<local_protocol, Executor>;
 
   struct state {
-    explicit state(ServerOptions o) : options(o) {}
+    explicit state(ServerOptions o) : options(o) {
+      if (o.block_list) options.block_list = &block_list.emplace(*o.block_list);
+    }
     ServerOptions options;
+    std::optional<BlockList> block_list;  // the server's own handle on the caller's list
     std::optional<acceptor_type> acceptor;
     std::shared_ptr<detail::connection_tracker> tracker;
     std::function<void(const DropInfo&)> on_drop;
+    std::function<void(const DropInfo&)> on_blocked;
     std::size_t accepting = 0;  // accept() calls waiting: they drop over-limit connections
     bool dropping = false;      // drop_while_full() runs: nobody else need start it
     bool unix_domain = false;   // listening on a path
@@ -592,7 +611,11 @@ class basic_server {
         throw detail::syscall_error("accept", ec);
       }
       if (over_limit(*s)) {
-        drop(*s, peer, remote);
+        drop(*s, peer, remote, refusal::full);
+        continue;
+      }
+      if (is_blocked(*s, remote)) {
+        drop(*s, peer, remote, refusal::blocked);
         continue;
       }
       waiting.stop();
@@ -681,27 +704,38 @@ class basic_server {
       stream_type peer(s->executor());
       if (!ec) s->acceptor->accept(peer, remote, ec);
       if (!ec) {
-        drop(*s, peer, remote);
+        drop(*s, peer, remote, refusal::full);
       } else if (is_resource_exhaustion(ec)) {
         co_await pause_accepting(s);
       }
     }
   }
 
+  /// A Unix-domain peer has no IP address for a BlockList to judge.
+  static bool is_blocked(const state& s, const local_protocol::endpoint& remote) {
+    return s.block_list && !s.unix_domain && s.block_list->check(detail::to_tcp(remote).address());
+  }
+
   static bool over_limit(const state& s) {
     return s.options.max_connections != 0 && s.tracker->count() >= s.options.max_connections;
   }
 
-  /// Closes a connection beyond max_connections: the client sees its connect
-  /// succeed, then FIN, with no data, as with Node.
-  static void drop(state& s, stream_type& peer, const local_protocol::endpoint& remote) {
+  /// Why drop() closes a connection: it decides which hook hears of it.
+  enum class refusal { full, blocked };
+
+  /// Closes a connection beyond max_connections (on_drop(), counted in stats()) or
+  /// from a blocked peer (on_blocked()): the client sees its connect succeed, then
+  /// FIN, with no data, as with Node.
+  static void drop(state& s, stream_type& peer, const local_protocol::endpoint& remote,
+                   refusal why) {
     DropInfo info;
     std::error_code ec;
     if (auto local = peer.local_endpoint(ec); !ec) info.local = detail::to_address(local);
     if (!s.unix_domain) info.remote = detail::to_address(remote);
     peer.close(ec);
-    s.tracker->dropped();
-    if (s.on_drop) s.on_drop(info);
+    if (why == refusal::full) s.tracker->dropped();
+    const auto& hook = why == refusal::full ? s.on_drop : s.on_blocked;
+    if (hook) hook(info);
   }
 
   static bool is_resource_exhaustion(const std::error_code& ec) {

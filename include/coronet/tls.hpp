@@ -76,6 +76,12 @@ struct Options {
   /// Bounds the handshake; past it the connection is closed and errc::timeout
   /// thrown. 0: no bound. Node's default is 120 s.
   std::chrono::milliseconds handshake_timeout{120'000};
+  /// After the handshake, a peer that closes TCP without TLS close_notify: false
+  /// (Node's behaviour) reads a FIN after a whole record as the end of the stream;
+  /// true makes it errc::tls_truncated, for protocols whose messages do not say
+  /// where they end (a truncation attack cuts them short undetected otherwise). A
+  /// FIN in the middle of a record is errc::tls_truncated either way.
+  bool require_close_notify = false;
   /// A client's prebuilt Context (many connections, one load of the trust store):
   /// when set, connect() uses it instead of the identity, trust and negotiation
   /// fields above. It must outlive the connect() call.
@@ -434,15 +440,18 @@ awaitable<std::unique_ptr<tls_layer>> secure(Stream& stream, std::shared_ptr<con
   co_return layer;
 }
 
-/// connect()'s own copies of the caller's strings (the options hold views).
+/// connect()'s own copies of the caller's strings and block list (the options
+/// hold views and a pointer).
 struct connect_strings {
   std::string host, local_address, path, servername, session;
+  std::optional<BlockList> block_list;
   connect_strings(const ConnectOptions& net, const Options& tls)
       : host(net.host),
         local_address(net.local_address),
         path(net.path),
         servername(tls.servername),
-        session(tls.session) {}
+        session(tls.session),
+        block_list(coronet::detail::own_block_list(net)) {}
 };
 
 /// tls::connect()'s coroutine: `o` is re-pointed at `own` before anything else.
@@ -453,6 +462,7 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, O
   o.host = own.host;
   o.local_address = own.local_address;
   o.path = own.path;
+  o.block_list = own.block_list ? &*own.block_list : nullptr;
   auto connection = co_await coronet::detail::open_connection(executor, o);
   // Node sends SNI only for a name, and checks the certificate against the
   // servername when one is given, else against the host.
@@ -462,6 +472,7 @@ awaitable<basic_socket<Executor>> connect(Executor executor, ConnectOptions o, O
   auto layer = co_await secure(connection.stream, std::move(context), false, std::move(sni),
                                std::move(own.session), std::move(expected), t.handshake_timeout);
   authorize(*layer, t.reject_unauthorized);
+  layer->require_close_notify(t.require_close_notify);
   co_return coronet::detail::make_socket(std::move(connection), o, std::move(layer));
 }
 
@@ -558,6 +569,13 @@ class basic_server {
   /// As coronet::basic_server's.
   void close() { tcp_.close(); }
   awaitable<void> wait_closed() { return tcp_.wait_closed(); }
+  /// As coronet::basic_server::shutdown(): an idle connection ends (close_notify,
+  /// then FIN) at once, a busy one when it goes idle, the rest are destroyed after
+  /// `grace`. A connection still in its handshake is closed when the handshake
+  /// ends, never handed out.
+  awaitable<ShutdownResult> shutdown(std::chrono::milliseconds grace) {
+    return tcp_.shutdown(grace);
+  }
   std::optional<Address> address() const { return tcp_.address(); }
   bool listening() const { return tcp_.listening(); }
   std::size_t connections() const { return tcp_.connections(); }
@@ -574,12 +592,14 @@ class basic_server {
     explicit state(const Options& o)
         : context(o, true),
           reject_unauthorized(o.reject_unauthorized && o.request_cert),
-          handshake_timeout(o.handshake_timeout) {
+          handshake_timeout(o.handshake_timeout),
+          require_close_notify(o.require_close_notify) {
       detail::validate(o);
     }
     Context context;
     bool reject_unauthorized;
     std::chrono::milliseconds handshake_timeout;
+    bool require_close_notify;
   };
   using state_ptr = std::shared_ptr<state>;
 
@@ -592,6 +612,7 @@ class basic_server {
       layer = co_await detail::secure(c.stream, t->context.state(), true, {}, {}, {},
                                       t->handshake_timeout);
       detail::authorize(*layer, t->reject_unauthorized);
+      layer->require_close_notify(t->require_close_notify);
     } catch (const error& e) {
       if (e.code() == std::errc::operation_canceled) throw;
       co_return std::nullopt;

@@ -3,6 +3,7 @@
 // fail the whole test (with what was seen) rather than hang.
 'use strict';
 const net = require('net');
+const tls = require('tls');
 const { spawn } = require('child_process');
 const crypto = require('crypto');
 const fs = require('fs');
@@ -80,8 +81,12 @@ async function startServer(path, args = []) {
 
 /// A line-oriented client: `next(pattern)` resolves with the next line matching
 /// `pattern` (a string prefix or a RegExp), `lines` holds everything received.
+/// With `options.tls` (tls.connect() options: ca, servername, ...) it speaks TLS.
 function lineClient(port, options = {}) {
-  const socket = net.connect({ port, host: '127.0.0.1', ...options });
+  const { tls: secure, ...rest } = options;
+  const socket = secure
+    ? tls.connect({ port, host: '127.0.0.1', ...rest, ...secure })
+    : net.connect({ port, host: '127.0.0.1', ...rest });
   const client = { socket, lines: [], ended: false, closed: false, error: null, waiters: [] };
   let partial = '';
   const wake = () => {
@@ -122,7 +127,7 @@ function lineClient(port, options = {}) {
     if (!look()) client.waiters.push(look);
   });
   client.connected = new Promise((resolve, reject) => {
-    socket.once('connect', resolve);
+    socket.once(secure ? 'secureConnect' : 'connect', resolve);
     socket.once('error', reject);
   });
   return client;

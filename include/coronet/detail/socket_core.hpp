@@ -1088,8 +1088,28 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     if (corked_ == 0) ensure_flusher();
   }
 
-  /// One non-blocking gather send; `sent` may be short. MSG_NOSIGNAL: a reset peer
-  /// is an error on this socket, never a SIGPIPE for the process.
+  /// The one place bytes leave: through the secure layer when there is one, else
+  /// one non-blocking gather sendmsg (MSG_NOSIGNAL: a reset peer is an error on
+  /// this socket, never a SIGPIPE for the process). `sent` may be short;
+  /// would_block when the kernel takes nothing now.
+  std::error_code transmit(const iovec* iov, std::size_t count, std::size_t& sent) {
+    if (layer_) return layer_->send(iov, count, sent);
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = count;
+    ssize_t r;
+    do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      const int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
+      return {e, std::system_category()};
+    }
+    sent = static_cast<std::size_t>(r);
+    return {};
+  }
+
+  /// A write's first try, before anything is queued: `sent` may be short.
   std::error_code send_now(std::span<const asio::const_buffer> data, std::size_t& sent) {
     iovec iov[max_iov];
     std::size_t count = 0;
@@ -1101,24 +1121,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
       ++count;
     }
     if (count == 0) return {};
-    if (layer_) {
-      std::error_code ec = layer_->send(iov, count, sent);
-      if (ec == asio::error::would_block) return {};
-      if (ec) return ec;
-    } else {
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = count;
-      ssize_t r;
-      do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-      while (r < 0 && errno == EINTR);
-      if (r < 0) {
-        int e = errno;
-        if (e == EAGAIN || e == EWOULDBLOCK) return {};
-        return {e, std::system_category()};
-      }
-      sent = static_cast<std::size_t>(r);
-    }
+    std::error_code ec = transmit(iov, count, sent);
+    if (ec == asio::error::would_block) return {};
+    if (ec) return ec;
     bytes_written_ += sent;
     note_activity();
     return {};
@@ -1229,22 +1234,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     iovec iov[max_iov];
     const std::size_t count = queue_.gather(iov, max_iov);
     std::size_t sent = 0;
-    if (layer_) {
-      if (std::error_code ec = layer_->send(iov, count, sent)) return ec;
-    } else {
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = count;
-      ssize_t r;
-      do r = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
-      while (r < 0 && errno == EINTR);
-      if (r < 0) {
-        int e = errno;
-        if (e == EAGAIN || e == EWOULDBLOCK) return asio::error::would_block;
-        return {e, std::system_category()};
-      }
-      sent = static_cast<std::size_t>(r);
-    }
+    if (std::error_code ec = transmit(iov, count, sent)) return ec;
     queue_.consume(sent);
     bytes_written_ += sent;
     note_activity();

@@ -58,6 +58,7 @@ inline bool queued_unexpected_eof() {
 struct descriptor_io {
   int fd = -1;
   int last_errno = 0;
+  bool eof = false;  // recv() returned 0: the peer's FIN has arrived
 };
 
 inline int bio_write(BIO* bio, const char* data, int size) {
@@ -79,6 +80,7 @@ inline int bio_read(BIO* bio, char* data, int size) {
   ssize_t r;
   do r = ::recv(io->fd, data, static_cast<std::size_t>(size), 0);
   while (r < 0 && errno == EINTR);
+  if (r == 0) io->eof = true;
   if (r < 0) {
     io->last_errno = errno;
     if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_read(bio);
@@ -231,8 +233,13 @@ class tls_layer final : public secure_layer {
     if (r == 1) return {};
     const int kind = SSL_get_error(ssl_.get(), r);
     if (kind == SSL_ERROR_ZERO_RETURN) return {};  // close_notify: the orderly end
+    if (fin_between_records(kind)) return {};
     return failure(kind);
   }
+
+  /// With true, a FIN without close_notify is errc::tls_truncated even between
+  /// records (the default reads it as the end of the stream, as Node does).
+  void require_close_notify(bool required) { require_close_notify_ = required; }
 
   std::error_code send(const iovec* pieces, std::size_t count, std::size_t& sent) override {
     sent = 0;
@@ -284,6 +291,18 @@ class tls_layer final : public secure_layer {
   void prepare_call() {
     ERR_clear_error();
     io_.last_errno = 0;
+  }
+
+  /// A FIN without close_notify after the last whole record: Node's TLSSocket
+  /// emits 'end' for it, and many servers close that way (Node's own, when it
+  /// end()s before the handshake settles), so it is the end of the stream unless
+  /// close_notify is required. A FIN inside a record stays a truncation: bytes the
+  /// peer meant to send are certainly missing.
+  bool fin_between_records(int kind) {
+    if (require_close_notify_ || !io_.eof || SSL_has_pending(ssl_.get())) return false;
+    if (kind != SSL_ERROR_SYSCALL && !queued_unexpected_eof()) return false;
+    ERR_clear_error();
+    return true;
   }
 
   std::error_code would_block(int kind) {
@@ -351,6 +370,7 @@ class tls_layer final : public secure_layer {
   TlsInfo info_;
   readiness blocked_on_ = readiness::readable;
   bool shutdown_pending_ = false;
+  bool require_close_notify_ = false;
   std::unique_ptr<char[]> staging_;  // made by the first run of small pieces
   std::string last_reason_;
 };

@@ -22,12 +22,14 @@ develop=(
   nodejs netcat-openbsd socat        # real peers for the tests
   cmake python3                      # the CMake consumer test; the README snippet extractor
   clang-format clang-tidy doxygen    # lint and the API reference
+  liburing-dev                       # the io_uring build (-Dio_uring=enabled)
 )
 bench=(
   nodejs python3                     # the Node peer; benchmarks/run.py
   golang-go cargo librust-tokio-dev  # the Go and tokio peers (tokio built offline from Debian's crates)
   redis-server redis-tools strace linux-perf  # scripts/syscalls.sh: redis as the reference, and the counters
   gnuplot-nox                        # the chart
+  liburing-dev                       # coronet's and Asio's servers on io_uring, beside epoll
 )
 
 packages=("${use[@]}")

@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian machine: installs what is missing (the
 # developer set), then builds and tests a g++ release build, a g++ build under
 # AddressSanitizer+UBSan and a clang++ release build under ThreadSanitizer, every
-# build with warnings as errors; fuzzes the decoders, framed reads and TLS handshake briefly;
+# build with warnings as errors, and the tests again on Asio's io_uring backend; fuzzes
+# the decoders, framed reads and TLS handshake briefly;
 # checks style and lint, builds the API reference without a warning, and builds
 # three small programs against an installed copy (pkg-config, CMake, Meson).
 # Build folders go under build/ci/.
@@ -72,6 +73,33 @@ CXX=g++ run_suite asan -Dbuildtype=debug -Dwerror=true -Dtests=enabled \
   -Db_sanitize=address,undefined -Db_lundef=false -Dexamples=disabled
 CXX=clang++ TSAN_OPTIONS=halt_on_error=1 run_suite tsan --buildtype=release -Dwerror=true \
   -Dtests=enabled -Db_sanitize=thread -Db_lundef=false -Dheader_checks=false
+# Asio's io_uring backend (-Dio_uring=enabled): the unity test program alone, at -O0
+# (half the compile of -O3). The builds above cover the headers, the examples and the
+# sanitizers, none of which depends on the backend. Where the kernel or a seccomp
+# filter refuses io_uring_setup (containers often do) the step is skipped, saying why.
+# It also builds with -DCORONET_PORTABLE_ASIO, so the public-API path that other Asio
+# versions take (config.hpp) is tested too.
+step "io_uring: the tests on Asio's io_uring backend"
+if refusal=$(python3 scripts/io_uring_probe.py); then
+  meson setup --wipe "$root/io_uring" -Dbuildtype=debug -Dwerror=true -Dtests=enabled \
+    -Dexamples=disabled -Dheader_checks=false -Dio_uring=enabled \
+    -Dcpp_args=-DCORONET_PORTABLE_ASIO >/dev/null 2>&1 ||
+    meson setup "$root/io_uring" -Dbuildtype=debug -Dwerror=true -Dtests=enabled \
+      -Dexamples=disabled -Dheader_checks=false -Dio_uring=enabled \
+      -Dcpp_args=-DCORONET_PORTABLE_ASIO >/dev/null
+  meson compile -C "$root/io_uring" -j "$jobs" tests/coronet_tests
+  # The unity program's areas only (tls too, where OpenSSL made it one): the suite's
+  # other tests build programs of their own.
+  areas=$(meson test -C "$root/io_uring" --list 2>/dev/null | sed -n 's|^coronet:coronet / ||p')
+  # shellcheck disable=SC2086
+  meson test -C "$root/io_uring" --no-rebuild --print-errorlogs --num-processes "$jobs" \
+    $(printf '%s\n' $areas | grep -x -F "$(sed -n "s/^ *'\([a-z_]*\)',\{0,1\}$/\1/p;s/^ *suites += '\([a-z_]*\)'$/\1/p" tests/meson.build)")
+  passed io_uring
+else
+  echo "io_uring: SKIPPED: $refusal"
+  summary+=("io_uring: SKIPPED ($refusal)")
+fi
+
 step "demo: the README's main command, built as a user builds it (Meson's default -O2)"
 # CI's own builds are -O0 and -O3; the demo's is the default buildtype, which is where
 # g++ 12 once miscompiled serve() (the server stopped accepting after one client).

@@ -55,6 +55,14 @@ Function next_definition(const std::string& name) {
   return reinterpret_cast<Function>(found);
 }
 
+/// With Asio's io_uring backend (-Dio_uring=enabled) the kernel accepts
+/// (IORING_OP_ACCEPT) and never calls the accept() above: no fault to inject.
+#if defined(ASIO_HAS_IO_URING_AS_DEFAULT)
+constexpr bool accept_not_interposable = true;
+#else
+constexpr bool accept_not_interposable = false;
+#endif
+
 }  // namespace fault
 
 extern "C" int accept(int fd, sockaddr* __restrict address, socklen_t* __restrict length) {
@@ -384,7 +392,8 @@ TEST_CASE("a keep-alive delay the kernel would refuse is refused when the server
   CHECK(longest.options().keep_alive_initial_delay == 32767s);
 }
 
-TEST_CASE("serve() goes on after accept() fails for one connection (ENETDOWN, EHOSTUNREACH)") {
+TEST_CASE("serve() goes on after accept() fails for one connection (ENETDOWN, EHOSTUNREACH)" *
+          doctest::skip(fault::accept_not_interposable)) {
   test::run([]() -> coronet::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
     Server server;
@@ -406,7 +415,8 @@ TEST_CASE("serve() goes on after accept() fails for one connection (ENETDOWN, EH
   });
 }
 
-TEST_CASE("accept() skips a connection that failed and returns the next one") {
+TEST_CASE("accept() skips a connection that failed and returns the next one" *
+          doctest::skip(fault::accept_not_interposable)) {
   test::run([]() -> coronet::awaitable<void> {
     Server server;
     const int port = co_await test::listen_loopback(server);

@@ -35,6 +35,7 @@
 // other sockets of the same thread (tokio's cooperative budget is the model).
 #pragma once
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -117,8 +118,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
         allow_half_open_(settings.allow_half_open),
         paused_(settings.paused),
         single_threaded_reactor_(reactor_is_single_threaded(socket_.get_executor())) {
-    std::error_code ignored;
-    socket_.native_non_blocking(true, ignored);
+    make_non_blocking();
     if (tracker_) tracker_->opened();
   }
 
@@ -162,8 +162,14 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
           // The idle wait, written out here rather than in a coroutine of its own:
           // an idle connection keeps every frame of its waiting read (docs/design.md
           // counts them), and this one would cost ~270 bytes.
+          // First one recv() of our own: a peer that answers while we write has its
+          // next request here already (see receive_eagerly()).
+          const eager tried = self->receive_eagerly("read");
+          if (tried == eager::received) continue;
           self->throw_if_cancelled(cancel, "read");
-          co_await self->yield_once();
+          // After a miss the peer has not answered yet: a turn of the scheduler would
+          // only poll epoll again.
+          if (tried == eager::not_tried) co_await self->yield_once();
           if (!self->ready_to_receive_inline("read", cancel)) continue;
           waiting_for_bytes waiting{*self};
           if (self->end_if_idle() || self->read_eof_) continue;  // (ended by shutdown())
@@ -769,6 +775,24 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     budget_bytes_ = 0;
   }
 
+  /// Our own recv() and sendmsg() calls must never block. With Asio's epoll reactor
+  /// we tell Asio so. Its io_uring backend (-Dio_uring=enabled) would then wait on
+  /// the socket with a poll and a recv() of its own, and Asio 1.22 performs that
+  /// recv() even once the poll was cancelled: a cancelled read would wait on, a
+  /// destroyed one report EBADF. There the descriptor is made non-blocking behind
+  /// Asio's back, and Asio's receives, sends and waits are io_uring's own, which
+  /// end cleanly when cancelled.
+  void make_non_blocking() {
+#if defined(ASIO_HAS_IO_URING_AS_DEFAULT)
+    const int fd = socket_.native_handle();
+    if (const int flags = ::fcntl(fd, F_GETFL); flags != -1 && (flags & O_NONBLOCK) == 0)
+      ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+#else
+    std::error_code ignored;
+    socket_.native_non_blocking(true, ignored);
+#endif
+  }
+
   // ---- reading internals
 
   /// Every read starts here: the state must allow it.
@@ -1022,17 +1046,48 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
       // bytes to the next read instead of dropping them.
       bytes_read_ += n;
       note_activity();
-      received_.append(inline_.data(), n);
-      drained_ = n < inline_.size();
-      if (!drained_) {
-        std::error_code more = receive_more();
-        if (more == asio::error::would_block)
-          drained_ = true;
-        else if (more)
-          throw fail(op, more);
-      }
+      keep_inline(n, op);
     }
     after_wait(op, waited, cancel);
+  }
+
+  /// Keeps the `n` bytes received into the inline buffer. When they fill it, a
+  /// burst is arriving: the rest of what the kernel holds is received behind them.
+  void keep_inline(std::size_t n, const char* op) {
+    received_.append(inline_.data(), n);
+    drained_ = n < inline_.size();
+    if (drained_) return;
+    const std::error_code more = receive_more();
+    if (more == asio::error::would_block)
+      drained_ = true;
+    else if (more)
+      throw fail(op, more);
+  }
+
+  /// read()'s try before it waits, for a peer that answers while we write: a
+  /// ping-pong whose client shares our CPU has its next request queued by the time
+  /// our reply is sent. Then one recv() takes it, where the inline receive would cost
+  /// two turns of Asio's scheduler, each polling epoll (its yield, and the
+  /// completion Asio posts for a receive that succeeds at once). After
+  /// `eager_miss_limit` tries in a row found nothing, the peer answers later
+  /// (another CPU, or a busy server serving others first) and each try would be a
+  /// wasted EAGAIN: the socket waits the usual way and tries first again only every
+  /// `eager_probe_interval` waits.
+  enum class eager { received, missed, not_tried };
+  eager receive_eagerly(const char* op) {
+    if (eager_misses_ >= eager_miss_limit && ++waits_since_probe_ < eager_probe_interval)
+      return eager::not_tried;
+    waits_since_probe_ = 0;
+    std::size_t n = 0;
+    const std::error_code ec = receive(inline_.data(), inline_.size(), n);
+    if (ec == asio::error::would_block) {
+      eager_misses_ = std::min(eager_misses_ + 1, eager_miss_limit);
+      return eager::missed;
+    }
+    if (ec) throw fail(op, ec);
+    eager_misses_ = 0;
+    if (n > 0) keep_inline(n, op);  // (0: FIN, which receive() recorded)
+    return eager::received;
   }
 
   /// Completes when the socket is readable (or has FIN or an error pending, which
@@ -1388,6 +1443,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   static constexpr std::size_t max_iov = 64;
+  static constexpr int eager_miss_limit = 4;
+  static constexpr int eager_probe_interval = 16;
 
   /// What few sockets use, allocated by the first use so that the many that never
   /// do (an idle connection) do not carry it: 120 bytes (docs/design.md).
@@ -1424,7 +1481,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   clock::time_point last_activity_{};
 
   endpoint remote_;
-  int budget_ops_ = 0;  // cooperative budget: operations completed without waiting
+  int budget_ops_ = 0;    // cooperative budget: operations completed without waiting
+  int eager_misses_ = 0;  // receive_eagerly()'s tries in a row that found nothing
+  int waits_since_probe_ = 0;
   int corked_ = 0;
   int waiting_writers_ = 0;
   int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())

@@ -162,7 +162,7 @@ inline std::optional<asio::ip::address> parse_in_family(std::string_view text, i
 ///
 /// Families are Node's strings, "ipv4" (the default) and "ipv6", in any case. As in
 /// Node, an IPv4 rule also matches that address in IPv4-mapped IPv6 form
-/// (::ffff:1.2.3.4) and an IPv4-mapped IPv6 rule matches the plain IPv4 address.
+/// ("::ffff:1.2.3.4") and an IPv4-mapped IPv6 rule matches the plain IPv4 address.
 class BlockList {
  public:
   /// An empty list (check() is false for everything).

@@ -12,12 +12,12 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <variant>
 #include <vector>
 
 #include "address.hpp"
 #include "block_list.hpp"
 #include "config.hpp"
+#include "deadline.hpp"
 #include "detail/event.hpp"
 #include "error.hpp"
 #include "socket.hpp"
@@ -309,43 +309,22 @@ awaitable<asio::basic_stream_socket<tcp, Executor>> connect_any(
 template <typename Executor>
 using stream_socket = asio::basic_stream_socket<local_protocol, Executor>;
 
-/// The outcome of an operation, whether it returned or threw: what `||` needs,
-/// since it waits for the first operand that *succeeds* and would let a refused
-/// connect() sit out the whole timeout.
+/// Runs `attempt` within options.timeout (when one is set), through timeout(): past
+/// it, the attempt is cancelled (closing what it opened) and connect() throws
+/// errc::timeout in Node's words. An attempt that fails first fails connect() at
+/// once with its own error.
 template <typename T>
-awaitable<std::variant<T, std::exception_ptr>> settled(awaitable<T> op) {
-  try {
-    co_return co_await std::move(op);
-  } catch (...) {
-    co_return std::current_exception();
-  }
-}
-
-/// Runs `attempt` within options.timeout (when one is set): past it, the attempt
-/// is cancelled (closing what it opened) and connect() throws errc::timeout. An
-/// attempt that fails first fails connect() at once with its own error.
-template <typename Executor, typename T>
-awaitable<T> within_timeout(Executor executor, const ConnectOptions& o, awaitable<T> attempt,
+awaitable<T> within_timeout(const ConnectOptions& o, awaitable<T> attempt,
                             std::string_view target) {
   if (o.timeout.count() == 0) co_return co_await std::move(attempt);
-  using namespace asio::experimental::awaitable_operators;
-  asio::basic_waitable_timer<std::chrono::steady_clock,
-                             asio::wait_traits<std::chrono::steady_clock>, Executor>
-      timer(executor);
-  expire_after(timer, o.timeout);
-  // The timer's wait never throws: cancelled by our caller, it must not win `||`
-  // with Asio's bare error while the attempt reports "connect cancelled".
-  // (`||` flattens the settled variant: the outcome is <T, exception_ptr, timer>.)
-  auto outcome = co_await (settled(std::move(attempt)) ||
-                           timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
-  if (outcome.index() == 2) {
-    if (std::get<0>(std::get<2>(outcome))) throw cancelled_error("connect");
-    throw error(make_error_code(errc::timeout), "connect ETIMEDOUT " + std::string(target) +
-                                                    " (no connection within " +
-                                                    std::to_string(o.timeout.count()) + " ms)");
+  try {
+    co_return co_await coronet::timeout(o.timeout, std::move(attempt));
+  } catch (const error& e) {
+    if (e.code() != errc::timeout) throw;
   }
-  if (outcome.index() == 1) std::rethrow_exception(std::get<1>(outcome));
-  co_return std::move(std::get<0>(outcome));
+  throw error(make_error_code(errc::timeout), "connect ETIMEDOUT " + std::string(target) +
+                                                  " (no connection within " +
+                                                  std::to_string(o.timeout.count()) + " ms)");
 }
 
 /// TCP: resolve, race the addresses, and hand the winner over as the generic
@@ -365,8 +344,7 @@ awaitable<stream_socket<Executor>> connect_tcp(Executor executor, const ConnectO
                                                         " has the family of options.localAddress");
   }
   const std::string target = std::string(o.host) + ":" + std::to_string(*o.port);
-  auto socket =
-      co_await within_timeout(executor, o, connect_any(executor, targets, o, connected), target);
+  auto socket = co_await within_timeout(o, connect_any(executor, targets, o, connected), target);
   const local_protocol protocol(connected.protocol());
   co_return stream_socket<Executor>(executor, protocol, socket.release());
 }
@@ -400,7 +378,7 @@ awaitable<connected_stream<Executor>> open_connection(Executor executor, Connect
   tcp::endpoint connected;
   std::optional<stream_socket<Executor>> socket;
   if (unix_domain) {
-    socket.emplace(co_await within_timeout(executor, o, connect_path(executor, o), o.path));
+    socket.emplace(co_await within_timeout(o, connect_path(executor, o), o.path));
   } else {
     socket.emplace(co_await connect_tcp(executor, o, connected));
   }

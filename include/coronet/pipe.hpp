@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "config.hpp"
+#include "deadline.hpp"
 #include "detail/zero_copy.hpp"
 #include "error.hpp"
 #include "socket.hpp"
@@ -53,26 +54,21 @@ struct DuplexResult {
 
 namespace detail {
 
-/// `op`, bounded: not completed within `limit` (0: no bound), it is cancelled and
-/// errc::timeout is thrown.
+/// `op`, bounded through timeout(): not completed within `limit` (0: no bound), it
+/// is cancelled and errc::timeout is thrown, naming what the pipe waited for.
 inline awaitable<void> within(awaitable<void> op, std::chrono::milliseconds limit) {
   if (limit.count() == 0) {
     co_await std::move(op);
     co_return;
   }
-  auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer timer(executor, limit);
-  auto [order, failed, timer_ec] =
-      co_await asio::experimental::make_parallel_group(
-          asio::co_spawn(executor, std::move(op), asio::experimental::deferred),
-          timer.async_wait(asio::experimental::deferred))
-          .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-  if (order[0] == 1 && !timer_ec) {
-    throw error(make_error_code(errc::timeout),
-                "pipe timed out: the destination took no byte for " +
-                    std::to_string(limit.count()) + " ms");
+  try {
+    co_await coronet::timeout(limit, std::move(op));
+    co_return;
+  } catch (const error& e) {
+    if (e.code() != errc::timeout) throw;
   }
-  if (failed) std::rethrow_exception(failed);
+  throw error(make_error_code(errc::timeout), "pipe timed out: the destination took no byte for " +
+                                                  std::to_string(limit.count()) + " ms");
 }
 
 /// A wait for room in `to`, on its own cancellation state (within() runs it as a

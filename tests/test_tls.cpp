@@ -746,10 +746,10 @@ TEST_CASE("tls: openssl s_client talks to a coronet server; s_server to a corone
                            {"/bin/sh", "-c",
                             // -rev: it answers each line reversed and ignores its stdin (whose end
                             // would stop it otherwise).
-                            "exec stdbuf -oL openssl s_server -rev -naccept 1 -accept 0 -cert " +
+                            "exec stdbuf -oL openssl s_server -rev -naccept 1 -accept 127.0.0.1:0 -cert " +
                                 certs().path("server.pem") + " -key " + certs().path("server.key") +
                                 " </dev/null 2>&1"});
-    // s_server prints "ACCEPT 0.0.0.0:PORT" (or "[::]:PORT") when it listens.
+    // s_server prints "ACCEPT 127.0.0.1:PORT" when it listens (loopback only, as every test).
     int server_port = 0;
     while (auto line = co_await s_server.line()) {
       if (line->starts_with("ACCEPT")) {

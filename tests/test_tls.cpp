@@ -742,13 +742,13 @@ TEST_CASE("tls: openssl s_client talks to a coronet server; s_server to a corone
     auto lines = co_await client.all_lines();
     CHECK(std::find(lines.begin(), lines.end(), "from coronet") != lines.end());
 
-    child_process s_server(ex,
-                           {"/bin/sh", "-c",
-                            // -rev: it answers each line reversed and ignores its stdin (whose end
-                            // would stop it otherwise).
-                            "exec stdbuf -oL openssl s_server -rev -naccept 1 -accept 127.0.0.1:0 -cert " +
-                                certs().path("server.pem") + " -key " + certs().path("server.key") +
-                                " </dev/null 2>&1"});
+    child_process s_server(
+        ex, {"/bin/sh", "-c",
+             // -rev: it answers each line reversed and ignores its stdin (whose end
+             // would stop it otherwise).
+             "exec stdbuf -oL openssl s_server -rev -naccept 1 -accept 127.0.0.1:0 -cert " +
+                 certs().path("server.pem") + " -key " + certs().path("server.key") +
+                 " </dev/null 2>&1"});
     // s_server prints "ACCEPT 127.0.0.1:PORT" when it listens (loopback only, as every test).
     int server_port = 0;
     while (auto line = co_await s_server.line()) {

@@ -103,6 +103,23 @@ coronet::awaitable<std::optional<coronet::error>> cancel_while_waiting(
   co_return std::nullopt;
 }
 
+/// Far more than the kernel holds between a sender with a 4 KB send buffer (see
+/// stall()) and a peer that does not read (the buffer and the peer's first receive
+/// window, some 70 KB on loopback): a write of it waits. Through ordinary buffers
+/// that took 48 MB, which cost seconds to make, send and check under a sanitizer.
+constexpr std::size_t stalling_size = 4 << 20;
+
+/// Makes writes on `sender` wait early: a 4 KB send buffer.
+void stall(Socket& sender) {
+  sender.native().set_option(asio::socket_base::send_buffer_size(4096));
+}
+
+/// The stall has done its part. Through 4 KB loopback paces what is still queued
+/// by the reader's delayed ACKs (seconds for megabytes): an ordinary buffer again.
+void end_stall(Socket& sender) {
+  sender.native().set_option(asio::socket_base::send_buffer_size(1 << 20));
+}
+
 bool is_cancellation(const std::optional<coronet::error>& e) {
   return e && e->code() == std::errc::operation_canceled &&
          std::string(e->what()).find("cancelled") != std::string::npos;
@@ -265,7 +282,8 @@ TEST_CASE("write, end and drain cancelled by a deadline: queued bytes leave in o
   test::run([]() -> coronet::awaitable<void> {
     test::pair p;
     co_await test::make_pair(p);
-    const std::string big = test::random_bytes(48 << 20, 5);  // more than loopback holds
+    stall(p.accepted);
+    const std::string big = test::random_bytes(stalling_size, 5);
     auto w = co_await (p.accepted.write(big) || after(5ms));
     CHECK(w.index() == 1);
     auto d = co_await (p.accepted.drain() || after(1ms));
@@ -273,6 +291,7 @@ TEST_CASE("write, end and drain cancelled by a deadline: queued bytes leave in o
     const std::string tail = "and the tail";
     auto e = co_await (p.accepted.end(tail) || after(1ms));
     CHECK(e.index() == 1);
+    end_stall(p.accepted);
     std::string got = co_await test::read_all(p.client);
     CHECK(got.size() == big.size() + tail.size());
     CHECK(test::checksum(got) == test::checksum(big + tail));
@@ -283,7 +302,8 @@ TEST_CASE("cancellation is reported as coronet::error for every awaitable on the
   test::run([]() -> coronet::awaitable<void> {
     test::pair p;
     co_await test::make_pair(p);
-    const std::string big = test::random_bytes(48 << 20, 6);
+    stall(p.client);
+    const std::string big = test::random_bytes(stalling_size, 6);
     std::vector<std::function<coronet::awaitable<void>()>> ops = {
         [&]() -> coronet::awaitable<void> { co_await p.accepted.read(); },
         [&]() -> coronet::awaitable<void> { co_await p.accepted.read_line(); },
@@ -354,10 +374,12 @@ TEST_CASE(
   test::run([]() -> coronet::awaitable<void> {
     test::pair p;
     co_await test::make_pair(p);
-    const std::string big = test::random_bytes(48 << 20, 8);  // the kernel cannot take it all
+    stall(p.accepted);
+    const std::string big = test::random_bytes(stalling_size, 8);
     CHECK(is_cancellation(co_await cancel_while_waiting(p.accepted.write(big))));
     CHECK(is_cancellation(co_await cancel_while_waiting(p.accepted.drain())));
     CHECK(is_cancellation(co_await cancel_while_waiting(p.accepted.end("tail"))));
+    end_stall(p.accepted);
     std::string got = co_await test::read_all(p.client);
     CHECK(got.size() == big.size() + 4);
     CHECK(test::checksum(got) == test::checksum(big + "tail"));

@@ -62,6 +62,18 @@ coronet::awaitable<void> wait_for(std::chrono::milliseconds d) {
   co_await t.async_wait(asio::use_awaitable);
 }
 
+/// Makes writes on `destination` wait early: with a 4 KB send buffer and a peer
+/// that does not read, loopback holds some 100 KB (through ordinary buffers, MBs).
+void stall(Socket& destination) {
+  destination.native().set_option(asio::socket_base::send_buffer_size(4096));
+}
+
+/// The stall has done its part. Through 4 KB loopback paces the rest by the
+/// reader's delayed ACKs (seconds for megabytes): an ordinary buffer again.
+void end_stall(Socket& destination) {
+  destination.native().set_option(asio::socket_base::send_buffer_size(1 << 20));
+}
+
 /// A blocking peer on its own thread: sends `data` on a fresh connection to `port`
 /// then FIN, so its pace does not depend on the io_context under test.
 class blocking_sender {
@@ -96,9 +108,10 @@ struct socket_dir {
 
 // (The test cases live in the namespace too: the unity build shares one file.)
 
-TEST_CASE("pipe_both moves 50 MB each way intact, spliced and copied, and passes each FIN on") {
-  const std::string a_data = test::random_bytes(50 * 1024 * 1024, 1);
-  const std::string b_data = test::random_bytes(50 * 1024 * 1024, 2);
+TEST_CASE("pipe_both moves 16 MB each way intact, spliced and copied, and passes each FIN on") {
+  // 64 times the kernel pipe (256 KiB), more than loopback buffers hold.
+  const std::string a_data = test::random_bytes(16 * 1024 * 1024, 1);
+  const std::string b_data = test::random_bytes(16 * 1024 * 1024, 2);
   for (const bool zero_copy : {true, false}) {
     CAPTURE(zero_copy);
     test::run(
@@ -221,13 +234,16 @@ TEST_CASE(
 
 TEST_CASE(
     "pipe: a stalled destination keeps what the relay holds bounded, and then gets every byte") {
-  const std::string data = test::random_bytes(64 * 1024 * 1024, 5);
+  // The destination's 4 KB send buffer (stall()) and user_b's window fill with the
+  // first 100 KB; loopback buffers before the relay take at most some 10 MB.
+  const std::string data = test::random_bytes(16 * 1024 * 1024, 5);
   for (const bool zero_copy : {true, false}) {
     CAPTURE(zero_copy);
     test::run(
         [&]() -> coronet::awaitable<void> {
           relay r;
           co_await make_relay(r);
+          stall(r.relay_b);
           auto pipe = [&]() -> coronet::awaitable<void> {
             co_await coronet::pipe(r.relay_a, r.relay_b, {.zero_copy = zero_copy});
           };
@@ -247,6 +263,7 @@ TEST_CASE(
           received got;
           auto then_read = [&]() -> coronet::awaitable<void> {
             co_await watch();
+            end_stall(r.relay_b);
             co_await receive_all(r.user_b, got);
           };
           co_await (pipe() && send_and_end(r.user_a, data) && then_read());
@@ -323,7 +340,8 @@ TEST_CASE(
     r.relay_a.set_timeout(0ms);
 
     // user_b never reads: the destination stalls for write_timeout.
-    const std::string data = test::random_bytes(32 * 1024 * 1024, 9);
+    stall(r.relay_b);
+    const std::string data = test::random_bytes(4 * 1024 * 1024, 9);
     r.user_a.write_nowait(data);
     auto stalled =
         co_await test::expect_error(coronet::pipe(r.relay_a, r.relay_b, {.write_timeout = 200ms}));

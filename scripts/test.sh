@@ -18,13 +18,28 @@ mkdir -p "$root"
 summary_file=$root/summary
 : >"$summary_file"
 
+# CPU-seconds used by this shell's children that have ended (a step's compilers and
+# tests): with two lanes side by side, wall time alone does not say what a step costs.
+# `times` reports for the shell it runs in, so not in a $( ) subshell.
+cpu_now=0
+read_cpu() {
+  times >"$summary_file.times"
+  cpu_now=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } }
+    END { printf "%d", s }' "$summary_file.times")
+}
 step_started=$SECONDS
+step_cpu=0
 step() {
   step_started=$SECONDS
+  read_cpu
+  step_cpu=$cpu_now
   echo
   echo "=== $* (at $((SECONDS - started)) s)"
 }
-passed() { echo "$1: passed in $((SECONDS - step_started)) s" >>"$summary_file"; }
+passed() {
+  read_cpu
+  echo "$1: passed in $((SECONDS - step_started)) s, $((cpu_now - step_cpu)) CPU-s" >>"$summary_file"
+}
 
 configure() {  # name, then meson setup arguments
   local name=$1
@@ -167,4 +182,5 @@ fi
 echo
 echo "=== summary"
 cat "$summary_file"
-echo "all passed in $((SECONDS - started)) s"
+read_cpu
+echo "all passed in $((SECONDS - started)) s, $cpu_now CPU-s (on two idle cores, about half that in s)"

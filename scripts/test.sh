@@ -183,4 +183,4 @@ echo
 echo "=== summary"
 cat "$summary_file"
 read_cpu
-echo "all passed in $((SECONDS - started)) s, $cpu_now CPU-s (on two idle cores, about half that in s)"
+echo "all passed in $((SECONDS - started)) s, $cpu_now CPU-s in all"

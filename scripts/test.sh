@@ -95,11 +95,16 @@ passed docs
 # then the fuzzing and the demo, in the background; the gcc build, the consumers
 # and the tsan build in front. Idle, two cores then stay busy to the end. The side lane's output is
 # in build/ci/side.log, printed when it is collected.
-# CPU-seconds (ninja's log of one run, on an idle 2-core VM) and test time:
-#   gcc  release: unity 121, examples 82, headers alone 39, snippets 18, total ~280; tests ~12 s
-#   asan -O0 -g1: unity ~112 (-g: 120; UBSan doubles g++'s -O0 compile, 57 alone); tests ~20 s
-#   tsan release: unity 118, examples at -O0 ~36, snippets ~15, total ~175; tests ~25 s
-#   io_uring -O0: unity 49; tests ~20 s; fuzz ~60 to build, 30 to run; demo 28; consumers ~35
+# One run from a fresh clone (the summary's CPU-seconds, from bash's `times`; the VM
+# was shared, load 4-9, which costs some CPU-seconds too and most wall time):
+#   gcc compile 330, tests 15;  asan compile 151, tests 36;  tsan compile ~175 (the
+#   summary's 570 holds the side lane, which ended then and was reaped), tests 42;
+#   io_uring 71;  fuzz 67;  demo 42;  consumers 36;  lint 10;  1008 in all
+#   (1059 s wall under that load). Before this layout the same run took 664 s idle.
+# Measured on the way (CPU-s, one file): ASan+UBSan's unity compile -g 143, -g1 132,
+# -O1 -g1 over 207; ASan alone 75, UBSan alone 115, neither 57. proxy.cpp under
+# clang TSan -O3 18, -O0 9. A precompiled header saves 0.8 of g++'s 10 per file and
+# costs 6.4 to build, once per Meson target: a loss for one-file targets.
 # The longest tests were a slow drain, not work: a stalled writer's 4 KB send
 # buffer paced 8 MB by the reader's delayed ACKs (deadline: 10 s in every build);
 # 48-64 MB payloads (cancel, pipe) cost seconds each under the sanitizers.

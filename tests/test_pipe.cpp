@@ -220,6 +220,32 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "pipe: a FIN that arrives while the kernel pipe still holds bytes ends the destination after "
+    "them") {
+  test::run([&]() -> coronet::awaitable<void> {
+    relay r;
+    co_await make_relay(r);
+    const std::string body = test::random_bytes(100 * 1024, 10);
+    co_await r.user_a.end(body);  // the body and the FIN wait in relay_a's kernel
+    // 8 MB queued on the destination first: the pipe reads the body, holds it while
+    // the queue drains, and meets the FIN before it has passed the body on.
+    const std::string queued = test::random_bytes(8 * 1024 * 1024, 11);
+    r.relay_b.write_nowait(queued);
+    received got;
+    coronet::PipeResult moved;
+    auto pipe = [&]() -> coronet::awaitable<void> {
+      moved = co_await coronet::pipe(r.relay_a, r.relay_b);
+    };
+    co_await (pipe() && receive_all(r.user_b, got));  // receive_all ends at the FIN
+    CHECK(moved.zero_copy);
+    CHECK(moved.bytes == body.size());
+    CHECK(got.bytes == queued.size() + body.size());
+    CHECK(got.sum == test::checksum(body, test::checksum(queued)));
+    CHECK(r.relay_b.ready_state() == "readOnly");
+  });
+}
+
+TEST_CASE(
     "pipe: a stalled destination keeps what the relay holds bounded, and then gets every byte") {
   const std::string data = test::random_bytes(64 * 1024 * 1024, 5);
   for (const bool zero_copy : {true, false}) {

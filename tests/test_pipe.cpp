@@ -1,6 +1,7 @@
 // pipe() and pipe_both(): Node's readable.pipe(writable) between sockets, spliced
 // by the kernel between plain sockets and copied otherwise. Every test runs the
 // relay between real loopback peers and checks what the peers see.
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -196,6 +197,51 @@ TEST_CASE(
       CHECK(user_a_saw->code() == std::errc::connection_reset);
     });
   }
+}
+
+/// Whether a SIGPIPE waits, blocked, on this thread; taking it if `take`.
+bool sigpipe_pending(bool take) {
+  sigset_t pending;
+  ::sigpending(&pending);
+  const bool waiting = ::sigismember(&pending, SIGPIPE) == 1;
+  if (waiting && take) {
+    sigset_t only_pipe;
+    ::sigemptyset(&only_pipe);
+    ::sigaddset(&only_pipe, SIGPIPE);
+    timespec now{};
+    ::sigtimedwait(&only_pipe, nullptr, &now);
+  }
+  return waiting;
+}
+
+TEST_CASE(
+    "pipe into a reset peer on a thread that blocks SIGPIPE: the pipe's own SIGPIPE is taken "
+    "back, one the program had pending stays") {
+  sigset_t only_pipe, old;
+  ::sigemptyset(&only_pipe);
+  ::sigaddset(&only_pipe, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &only_pipe, &old);
+  for (const bool program_had_one : {false, true}) {
+    CAPTURE(program_had_one);
+    REQUIRE(!sigpipe_pending(false));
+    if (program_had_one) ::pthread_kill(::pthread_self(), SIGPIPE);
+    test::run([&]() -> coronet::awaitable<void> {
+      relay r;
+      co_await make_relay(r);
+      r.user_b.reset_and_destroy();
+      // Take the reset's error from relay_b's kernel, so that the splice into it
+      // fails with EPIPE, the failure that raises SIGPIPE, not ECONNRESET.
+      int reset = 0;
+      socklen_t size = sizeof reset;
+      ::getsockopt(r.relay_b.native().native_handle(), SOL_SOCKET, SO_ERROR, &reset, &size);
+      CHECK(reset == ECONNRESET);
+      co_await r.user_a.write("after the reset");
+      auto failed = co_await test::expect_error(coronet::pipe(r.relay_a, r.relay_b));
+      CHECK(std::string(failed.what()) == "write EPIPE");
+    });
+    CHECK(sigpipe_pending(true) == program_had_one);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 TEST_CASE(

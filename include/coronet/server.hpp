@@ -809,27 +809,40 @@ class basic_server {
   /// and a handler with state needs a frame that keeps a copy of it alive anyway.
   /// This frame is that copy and the entry point at once, so it goes beneath Asio's
   /// public API: an awaitable thread (asio::detail) started on it, as co_spawn starts
-  /// its entry coroutine. It starts at once, as co_spawn does on its own executor.
+  /// its entry coroutine. It starts at once, as co_spawn does on its own executor,
+  /// and runs until the handler first waits before this function returns.
   static void spawn_handler(const executor_type& ex, const auto& handler, socket_type socket) {
-    const asio::any_io_executor on(ex);
     asio::detail::awaitable_thread<asio::any_io_executor>(
-        run_handler(handler, std::move(socket),
-                    asio::prefer(on, asio::execution::outstanding_work.tracked)),
-        on, asio::cancellation_slot(), asio::cancellation_state())
+        run_handler(handler, socket), asio::any_io_executor(ex), asio::cancellation_slot(),
+        asio::cancellation_state())
         .launch();
   }
 
   /// An exception from the handler ends that connection only (a reset peer, a bad
-  /// request): the socket's destructor has already closed it. `work` keeps the
-  /// io_context running while the handler lives, as co_spawn's does.
+  /// request): the socket's destructor has already closed it.
+  ///
+  /// `socket` is spawn_handler()'s, borrowed only until the handler's coroutine has
+  /// taken it, which happens before the first suspension (launch() runs this frame
+  /// at once), so the frame keeps a reference instead of a second socket; the call
+  /// is a statement of its own so that no moved-from argument lives across the wait.
+  ///
+  /// Unlike co_spawn's entry point, this frame holds no work guard on the executor
+  /// (56 bytes, an any_io_executor): co_spawn needs one because it is an operation
+  /// whose completion handler must still be runnable on its executor, and this has
+  /// no completion handler. An asio::awaitable can only suspend in an Asio
+  /// operation, and every operation keeps its completion handler's executor busy
+  /// until it completes (Asio's requirements on asynchronous operations; coronet's
+  /// own waits are timers, receives, posts and co_spawn'ed threads), so run()
+  /// still cannot return while a handler waits.
   template <typename Handler>
+  // NOLINTNEXTLINE(cppcoreguidelines-avoid-reference-coroutine-parameters): see above
   static asio::awaitable<asio::detail::awaitable_thread_entry_point> run_handler(
-      Handler handler, socket_type socket, asio::any_io_executor work) {
+      Handler handler, socket_type& socket) {
     try {
-      co_await handler(std::move(socket));
+      auto session = handler(std::move(socket));
+      co_await std::move(session);
     } catch (...) {
     }
-    (void)work;
   }
 #else
   /// The same through co_spawn: its entry frame and this one per connection.

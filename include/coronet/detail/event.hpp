@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <utility>
 
 #include "../config.hpp"
 
@@ -27,6 +28,17 @@ class event {
     co_await timer_->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     co_return generation_ != generation;
   }
+
+  /// wait() as an Asio operation, for a caller that is not a coroutine of its own
+  /// (socket_core's read()): `token` completes with operation_aborted at the next
+  /// notify_all(). The caller counts as waiting until it calls stop_waiting().
+  template <typename Token>
+  auto async_wait(const Executor& executor, Token&& token) {
+    if (!timer_) timer_ = std::make_unique<timer>(executor, clock::time_point::max());
+    ++waiters_;
+    return timer_->async_wait(std::forward<Token>(token));
+  }
+  void stop_waiting() { --waiters_; }
 
   void notify_all() {
     if (waiters_ == 0) return;

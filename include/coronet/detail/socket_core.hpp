@@ -414,16 +414,22 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// Node's setTimeout(): after `idle` without I/O, a waiting read() reports errc::timeout.
   void set_timeout(std::chrono::milliseconds idle) {
-    timeout_ = idle;
     idle_expired_ = false;
     if (idle.count() == 0) {
-      if (idle_timer_) idle_timer_->cancel();
+      if (idle_) {
+        idle_->timeout = idle;
+        idle_->timer.cancel();
+      }
       return;
     }
-    last_activity_ = clock::now();
+    if (!idle_) idle_ = std::make_unique<idle_timeout>(socket_.get_executor());
+    idle_->timeout = idle;
+    idle_->last_activity = clock::now();
     arm_idle_timer();
   }
-  std::chrono::milliseconds timeout() const { return timeout_; }
+  std::chrono::milliseconds timeout() const {
+    return idle_ ? idle_->timeout : std::chrono::milliseconds(0);
+  }
 
   // ---------------------------------------------------------------- server shutdown
 
@@ -532,7 +538,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// A FIN that a paused read met is taken now; true once the peer's FIN was read.
   bool take_fin() {
-    if (std::exchange(fin_held_, false)) on_peer_end();
+    if (fin_held_) {
+      fin_held_ = false;
+      on_peer_end();
+    }
     return read_eof_;
   }
   /// The source's receive buffer, raw (no decoding), handed out as read() would.
@@ -582,7 +591,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     // before_wait() without its trim(): a view that a read of this socket lent out
     // stays valid while bytes are written into it.
     throw_if_cancelled(cancel, op);
-    if (std::exchange(idle_expired_, false)) {
+    if (idle_expired_) {
+      idle_expired_ = false;
       idle_fired_for_reader_ = false;
       throw timeout_error(op);
     }
@@ -969,7 +979,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
         deliver_end();
         return false;
       }
-      if (std::exchange(fin_held_, false)) {
+      if (fin_held_) {
+        fin_held_ = false;
         on_peer_end();
         continue;
       }
@@ -1011,12 +1022,12 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
         after_wait("read", {}, cancel);
         return false;
       case read_wait_kind::readable:
-        after_wait("read", waited_, cancel);
+        after_wait("read", waited_code(), cancel);
         drained_ = false;
         return false;
       case read_wait_kind::yield_once: return start_inline_wait(cancel);
       case read_wait_kind::inline_receive:
-        received_inline("read", waited_, waited_bytes_, cancel);
+        received_inline("read", waited_code(), waited_bytes_, cancel);
         return false;
       default: return false;
     }
@@ -1085,8 +1096,19 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// How a wait ended, kept for read_steps().
   void waited(std::error_code ec, std::size_t n) {
-    waited_ = ec;
+    // Asio's waits end with a system error or with eof: kept in four bytes.
+    if (!ec)
+      waited_error_ = 0;
+    else if (ec == asio::error::eof)
+      waited_error_ = -1;
+    else
+      waited_error_ = ec.category() == asio::error::get_system_category() ? ec.value() : EIO;
     waited_bytes_ = static_cast<std::uint16_t>(n);
+  }
+  std::error_code waited_code() const {
+    if (waited_error_ == -1) return asio::error::eof;
+    if (waited_error_ == 0) return {};
+    return {waited_error_, asio::error::get_system_category()};
   }
 
   /// read()'s waits themselves. The inline receive is the idle one: Asio receives
@@ -1173,7 +1195,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
         else if (single_threaded_reactor_)  // (see readable())
           socket_.async_wait(asio::socket_base::wait_read, std::move(handler));
         else
-          start_receive(asio::buffer(&peek_byte_, 1), asio::socket_base::message_peek, handler);
+          start_receive(asio::buffer(inline_.data(), 1), asio::socket_base::message_peek, handler);
         break;
       case read_wait_kind::inline_receive: start_receive(asio::buffer(inline_), 0, handler); break;
       default:  // the yields
@@ -1218,7 +1240,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
         else if (single_threaded_reactor_)
           co_await socket_.async_wait(asio::socket_base::wait_read, token);
         else
-          n = co_await socket_.async_receive(asio::buffer(&peek_byte_, 1),
+          n = co_await socket_.async_receive(asio::buffer(inline_.data(), 1),
                                              asio::socket_base::message_peek, token);
         break;
       case read_wait_kind::inline_receive:
@@ -1289,7 +1311,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     std::size_t n = 0;
     const std::error_code ec = receive(inline_.data(), inline_.size(), n);
     if (ec == asio::error::would_block) {
-      eager_misses_ = std::min(eager_misses_ + 1, eager_miss_limit);
+      eager_misses_ = static_cast<std::uint8_t>(std::min(eager_misses_ + 1, eager_miss_limit));
       return eager::missed;
     }
     if (ec) throw fail(op, ec);
@@ -1315,7 +1337,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// which Asio performs under the descriptor's lock, so no edge is lost.
   awaitable<void> peek_wait() {
     auto [ec, n] = co_await socket_.async_receive(
-        asio::buffer(&peek_byte_, 1), asio::socket_base::message_peek,
+        asio::buffer(inline_.data(), 1), asio::socket_base::message_peek,
         asio::experimental::as_tuple(asio::use_awaitable));
     (void)n;
     if (ec == asio::error::operation_aborted) throw std::system_error(ec);
@@ -1327,7 +1349,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
                   const asio::cancellation_state& cancel) {
     if (failure_) throw failure_error(op);  // destroyed or failed (a graceful close is not)
     if (ended_when_idle_) return;           // by shutdown(): the caller sees the end of the stream
-    if (std::exchange(idle_fired_for_reader_, false)) {
+    if (idle_fired_for_reader_) {
+      idle_fired_for_reader_ = false;
       idle_expired_ = false;
       throw timeout_error(op);
     }
@@ -1545,22 +1568,21 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   // ---- idle timer (Node's setTimeout)
 
   void note_activity() {
-    if (timeout_.count() == 0) return;
-    last_activity_ = clock::now();
+    if (!idle_ || idle_->timeout.count() == 0) return;
+    idle_->last_activity = clock::now();
     idle_expired_ = false;
     if (!idle_armed_) arm_idle_timer();
   }
 
   clock::time_point idle_deadline() const {
-    return saturating_add<clock>(last_activity_, timeout_);
+    return saturating_add<clock>(idle_->last_activity, idle_->timeout);
   }
 
   void arm_idle_timer() {
     if (closed_) return;
-    if (!idle_timer_) idle_timer_ = std::make_unique<timer>(socket_.get_executor());
     idle_armed_ = true;
-    idle_timer_->expires_at(idle_deadline());
-    idle_timer_->async_wait([weak = this->weak_from_this()](std::error_code ec) {
+    idle_->timer.expires_at(idle_deadline());
+    idle_->timer.async_wait([weak = this->weak_from_this()](std::error_code ec) {
       auto self = weak.lock();
       if (!self) return;
       self->idle_armed_ = false;
@@ -1569,12 +1591,12 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   void on_idle_timer() {
-    if (closed_ || timeout_.count() == 0) return;
+    if (closed_ || idle_->timeout.count() == 0) return;
     if (clock::now() < idle_deadline()) return arm_idle_timer();
     if (!queue_.empty() && !suppressed_once_) {
       // Node's rule: a write still in flight does not count as idle the first time.
       suppressed_once_ = true;
-      last_activity_ = clock::now();
+      idle_->last_activity = clock::now();
       return arm_idle_timer();
     }
     suppressed_once_ = false;
@@ -1589,7 +1611,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   error timeout_error(const char* op) const {
     return error(make_error_code(errc::timeout), std::string(op) + " timed out: no activity for " +
-                                                     std::to_string(timeout_.count()) + " ms");
+                                                     std::to_string(timeout().count()) + " ms");
   }
 
   // ---- closing
@@ -1599,7 +1621,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     closed_ = true;
     std::error_code ignored;
     socket_.close(ignored);
-    if (idle_timer_) idle_timer_->cancel();
+    if (idle_) idle_->timer.cancel();
     queue_.clear();  // (received bytes stay: after a graceful close they are still read)
     write_event_.notify_all();
     resume_event_.notify_all();
@@ -1666,14 +1688,22 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     return *rarely_;
   }
 
+  /// Node's setTimeout() state, which most sockets never need.
+  struct idle_timeout {
+    explicit idle_timeout(const Executor& executor) : timer(executor) {}
+    asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor> timer;
+    std::chrono::milliseconds timeout{0};
+    clock::time_point last_activity{};
+  };
+
   // Ordered by size so that no padding falls between them (docs/design.md counts
   // what an idle connection costs).
   stream_socket socket_;
   std::unique_ptr<secure_layer> layer_;  // null for plain TCP and Unix: the descriptor moves bytes
   std::unique_ptr<rarely_used> rarely_;  // see rarely()
+  std::unique_ptr<idle_timeout> idle_;   // made by the first set_timeout()
   std::shared_ptr<connection_tracker> tracker_;
   std::error_code failure_;  // why it closed, when not gracefully
-  std::error_code waited_;   // how read()'s last wait ended
   receive_buffer received_;  // received, not yet handed out; views lent from here
   write_queue queue_;
   event<Executor> write_event_;
@@ -1683,55 +1713,50 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   std::size_t budget_bytes_ = 0;  // cooperative budget: bytes moved without waiting
   std::size_t high_water_mark_;
 
-  // idle timeout
-  using timer = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor>;
-  std::unique_ptr<timer> idle_timer_;  // created by the first set_timeout()
-  std::chrono::milliseconds timeout_{0};
-  clock::time_point last_activity_{};
-
   endpoint remote_;
-  int budget_ops_ = 0;    // cooperative budget: operations completed without waiting
-  int eager_misses_ = 0;  // receive_eagerly()'s tries in a row that found nothing
-  int waits_since_probe_ = 0;
+  int budget_ops_ = 0;  // cooperative budget: operations completed without waiting
   int corked_ = 0;
   int waiting_writers_ = 0;
-  int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())
-
-  // state machine
-  bool unix_domain_;
-  bool allow_half_open_;
-  bool paused_;
-  bool read_eof_ = false;       // the peer's FIN was read
-  bool end_requested_ = false;  // our side is ending (end() or the automatic end)
-  bool ended_by_peer_ = false;  // ... and it was the automatic one
-  bool auto_end_scheduled_ = false;
-  bool fin_sent_ = false;
-  bool closed_ = false;  // descriptor closed: graceful, destroyed or failed
-
-  // read side
-  bool reading_ = false;
-  bool drained_ = true;    // the last recv() left nothing behind
-  bool fin_held_ = false;  // FIN that read()'s inline receive met while paused
+  int writable_waiters_ = 0;        // zero-copy movers waiting for room (wait_writable())
+  int waited_error_ = 0;            // how read()'s last wait ended; see waited()
+  std::uint16_t waited_bytes_ = 0;  // ... and what it received (inline_ is small)
+  std::uint8_t eager_misses_ = 0;   // receive_eagerly()'s tries in a row that found nothing
+  std::uint8_t waits_since_probe_ = 0;
   read_wait_kind read_wait_ = read_wait_kind::none;
   read_outcome read_outcome_ = read_outcome::nothing;
-  std::uint16_t waited_bytes_ = 0;  // what read()'s last wait received (inline_ is small)
-  char peek_byte_ = 0;
+
+  // Flags, one bit each: an idle connection carries every one of them.
+  // state machine
+  bool unix_domain_ : 1;
+  bool allow_half_open_ : 1;
+  bool paused_ : 1;
+  bool read_eof_ : 1 = false;       // the peer's FIN was read
+  bool end_requested_ : 1 = false;  // our side is ending (end() or the automatic end)
+  bool ended_by_peer_ : 1 = false;  // ... and it was the automatic one
+  bool auto_end_scheduled_ : 1 = false;
+  bool fin_sent_ : 1 = false;
+  bool closed_ : 1 = false;  // descriptor closed: graceful, destroyed or failed
+
+  // read side
+  bool reading_ : 1 = false;
+  bool drained_ : 1 = true;    // the last recv() left nothing behind
+  bool fin_held_ : 1 = false;  // FIN that read()'s inline receive met while paused
 
   // write side
-  bool flushing_ = false;
-  bool flusher_spawned_ = false;
-  bool single_threaded_reactor_;
+  bool flushing_ : 1 = false;
+  bool flusher_spawned_ : 1 = false;
+  bool single_threaded_reactor_ : 1;
 
   // idle timeout
-  bool idle_armed_ = false;
-  bool idle_expired_ = false;
-  bool suppressed_once_ = false;
-  bool idle_fired_for_reader_ = false;
+  bool idle_armed_ : 1 = false;
+  bool idle_expired_ : 1 = false;
+  bool suppressed_once_ : 1 = false;
+  bool idle_fired_for_reader_ : 1 = false;
 
   // server shutdown
-  bool end_when_idle_ = false;    // server.shutdown() asked: end at the next idle moment
-  bool ended_when_idle_ = false;  // ... and it did: waiting reads return the end of the stream
-  bool waiting_for_bytes_ = false;
+  bool end_when_idle_ : 1 = false;    // server.shutdown() asked: end at the next idle moment
+  bool ended_when_idle_ : 1 = false;  // ... and it did: waiting reads return the end of the stream
+  bool waiting_for_bytes_ : 1 = false;
 
   std::array<char, 256> inline_;  // what read()'s wait receives; see received_inline()
 };

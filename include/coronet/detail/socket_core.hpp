@@ -264,51 +264,17 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// while corked: the bytes are copied and leave at uncork()).
   /// `many`, or when it is empty the one buffer `single` (kept by value in this
   /// frame, so a caller may pass a temporary).
+  ///
+  /// The frame is small (write_at_once() does the work that never waits, and
+  /// write_rest() the waiting) because Asio's frame cache hands a freed frame's
+  /// block to the next frame that fits: an echo handler's idle read() takes the
+  /// block its last write() freed, and keeps it while idle.
   static awaitable<void> write(pointer self, asio::const_buffer single,
                                std::span<const asio::const_buffer> many = {},
                                failure* out = nullptr) {
-    try {
-      self->check_writable("write");
-      const std::span<const asio::const_buffer> data =
-          many.empty() ? std::span<const asio::const_buffer>(&single, 1) : many;
-      const auto cancel = co_await asio::this_coro::cancellation_state;
-      self->throw_if_cancelled(cancel, "write");
-      if (self->corked_ > 0) {
-        for (const auto& piece : data) self->push_copy(piece);
-        co_return;
-      }
-      std::size_t skip = 0;  // bytes of `data` the kernel took at once
-      if (self->can_send_directly()) {
-        std::size_t total = 0;
-        for (const auto& piece : data) total += piece.size();
-        if (std::error_code ec = self->send_now(data, skip)) throw self->fail("write", ec);
-        if (skip == total) {
-          // Done: the bytes are the kernel's. A spent budget yields only now, so a
-          // cancellation never leaves the caller unsure whether they were sent.
-          self->charge(total);
-          if (self->over_budget() && !is_cancelled(cancel)) co_await self->rest();
-          co_return;
-        }
-      }
-      write_queue::sequence seq = 0;
-      for (auto piece : data) {
-        const std::size_t skipped = std::min(skip, piece.size());
-        piece += skipped;
-        skip -= skipped;
-        if (piece.size() > 0)
-          seq = self->queue_.push_borrowed(static_cast<const char*>(piece.data()), piece.size());
-      }
-      if (seq == 0) co_return;
-      // From here the queue points into the caller's buffers. Whatever way this
-      // coroutine ends before they have left (an error, a cancellation, its frame
-      // destroyed unresumed), the bytes still owed become the queue's own copy.
-      borrowed_bytes borrowed{*self, seq};
-      co_await self->wait_flushed(seq, "write", cancel);
-    } catch (const error& e) {
-      if (!out) throw;
-      *out = failure(e);
-    }
-    co_return;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    const std::size_t sent = self->write_at_once(single, many, cancel, out);
+    if (sent != written) co_await self->write_rest(&single, &many, sent, cancel, out);
   }
 
   /// Node's write(): queues without waiting; false once the queue passes the high-water mark.
@@ -1388,6 +1354,73 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   // ---- writing internals
+
+  /// write_at_once()'s answers besides the bytes the kernel took at once.
+  static constexpr std::size_t written = std::size_t(-1);  // done (or failed into `out`)
+  static constexpr std::size_t written_over_budget = std::size_t(-2);  // done; must rest()
+
+  /// write()'s part that never waits: every byte sent (written), or how many the
+  /// kernel took at once, the rest to be queued by write_rest().
+  std::size_t write_at_once(const asio::const_buffer& single,
+                            std::span<const asio::const_buffer> many,
+                            const asio::cancellation_state& cancel, failure* out) {
+    try {
+      check_writable("write");
+      const std::span<const asio::const_buffer> data =
+          many.empty() ? std::span<const asio::const_buffer>(&single, 1) : many;
+      throw_if_cancelled(cancel, "write");
+      if (corked_ > 0) {
+        for (const auto& piece : data) push_copy(piece);
+        return written;
+      }
+      std::size_t total = 0;
+      for (const auto& piece : data) total += piece.size();
+      if (!can_send_directly()) return total == 0 ? written : 0;
+      std::size_t skip = 0;  // bytes of `data` the kernel took at once
+      if (std::error_code ec = send_now(data, skip)) throw fail("write", ec);
+      if (skip < total) return skip;
+      // Done: the bytes are the kernel's. A spent budget yields only now, so a
+      // cancellation never leaves the caller unsure whether they were sent.
+      charge(total);
+      return over_budget() && !is_cancelled(cancel) ? written_over_budget : written;
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
+      return written;
+    }
+  }
+
+  /// write()'s part that waits: the budget's rest, or queueing what the kernel did
+  /// not take (`skip` bytes of `data` it did) and waiting until it has left.
+  /// (`single` and `many` point into write()'s frame, which waits for this one;
+  /// copies of them would take room there.)
+  awaitable<void> write_rest(const asio::const_buffer* single,
+                             const std::span<const asio::const_buffer>* many, std::size_t skip,
+                             const asio::cancellation_state& cancel, failure* out) {
+    if (skip == written_over_budget) {
+      co_await rest();
+      co_return;
+    }
+    try {
+      write_queue::sequence seq = 0;
+      for (auto piece : many->empty() ? std::span<const asio::const_buffer>(single, 1) : *many) {
+        const std::size_t skipped = std::min(skip, piece.size());
+        piece += skipped;
+        skip -= skipped;
+        if (piece.size() > 0)
+          seq = queue_.push_borrowed(static_cast<const char*>(piece.data()), piece.size());
+      }
+      if (seq == 0) co_return;
+      // From here the queue points into the caller's buffers. Whatever way this
+      // coroutine ends before they have left (an error, a cancellation, its frame
+      // destroyed unresumed), the bytes still owed become the queue's own copy.
+      borrowed_bytes borrowed{*this, seq};
+      co_await wait_flushed(seq, "write", cancel);
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
+    }
+  }
 
   bool can_send_directly() const { return queue_.empty() && !flushing_ && corked_ == 0; }
 

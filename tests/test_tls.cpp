@@ -310,10 +310,10 @@ TEST_CASE("tls: a cancelled read loses no bytes; destroy() ends a waiting read")
 
 // ------------------------------------------------------------ verification
 
-// Open defect under Asio's io_uring backend (-Dio_uring=enabled): after the first
-// server of this loop is dropped without close() while its serve() runs, the next
-// server's client sees ECONNRESET in the handshake instead of the verification
-// error (closing each server first passes). Not diagnosed yet; skipped there.
+// Open defect under Asio's io_uring backend (-Dio_uring=enabled), diagnosed in
+// tests/test_descriptor_reuse.cpp: the first server of this loop is dropped while its
+// serve() waits in accept(), and that accept takes the next server's connection
+// (then closes it, its server being closed), so the client sees ECONNRESET.
 #if defined(ASIO_HAS_IO_URING_AS_DEFAULT)
 constexpr bool dropped_server_defect = true;
 #else

@@ -14,7 +14,9 @@
 // g++ 12 reports -Wmismatched-new-delete on every coroutine frame whose promise
 // has its own operator new/delete, as Asio's awaitable frames do (GCC PR 109224,
 // fixed in g++ 13). It is a false positive, and it would break -Werror builds of
-// any program that writes coroutines on coronet, so it is silenced for g++ 12.
+// any program that writes coroutines on coronet, so it is silenced for g++ 12. It is
+// deliberately not pushed and popped: the user's own coroutines, after this header,
+// are the frames that trip it.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif

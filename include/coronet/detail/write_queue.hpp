@@ -6,8 +6,11 @@
 // complete strictly in order, so a writer only needs its sequence number to know
 // when its bytes are gone: done when completed() >= its number.
 //
-// The storage is a ring that only grows, and owned entries keep their string's
-// capacity when the slot is reused, so a socket in steady state does not allocate.
+// The storage is a ring, and owned entries keep their string's capacity when the
+// slot is reused, so a socket in steady state does not allocate. What a burst left
+// behind is given back once the queue drains: a string over 64 KiB (copying that
+// much costs far more than allocating it again) and a ring over 64 entries. A
+// connection that once queued megabytes does not keep them while idle.
 #pragma once
 
 #include <sys/uio.h>
@@ -150,11 +153,21 @@ class write_queue {
 
   void pop() {
     entry& e = at(0);
-    e.owned.clear();  // keeps capacity for the next owned entry in this slot
+    if (e.owned.capacity() > kept_string_capacity)
+      std::string().swap(e.owned);
+    else
+      e.owned.clear();  // keeps capacity for the next owned entry in this slot
     ring_->head = (ring_->head + 1) & (ring_->slots.size() - 1);
     --ring_->count;
     ++ring_->completed;
+    if (ring_->count == 0 && ring_->slots.size() > kept_ring_entries) {
+      ring_->slots = {};
+      ring_->head = 0;
+    }
   }
+
+  static constexpr std::size_t kept_string_capacity = 64 * 1024;
+  static constexpr std::size_t kept_ring_entries = 64;
 
   void grow() {
     std::vector<entry> bigger(ring_->slots.empty() ? 4 : ring_->slots.size() * 2);

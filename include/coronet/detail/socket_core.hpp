@@ -1196,10 +1196,11 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   awaitable<void> read_wait() {
     std::error_code ec;
     std::size_t n = 0;
-    const auto executor = socket_.get_executor();
-    const auto token = asio::redirect_error(asio::use_awaitable, ec);
+    auto token = asio::redirect_error(asio::use_awaitable, ec);
     switch (read_wait_) {
-      case read_wait_kind::resumed: co_await resume_event_.async_wait(executor, token); break;
+      case read_wait_kind::resumed:
+        co_await resume_event_.async_wait(socket_.get_executor(), token);
+        break;
       case read_wait_kind::readable:
         if (layer_->blocked_on() == readiness::writable)
           co_await socket_.async_wait(asio::socket_base::wait_write, token);
@@ -1212,7 +1213,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
       case read_wait_kind::inline_receive:
         n = co_await socket_.async_receive(asio::buffer(inline_), token);
         break;
-      default: co_await asio::post(executor, asio::use_awaitable); break;
+      default: co_await asio::post(socket_.get_executor(), asio::use_awaitable); break;
     }
     waited(ec, n);
   }

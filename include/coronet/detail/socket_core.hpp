@@ -1192,8 +1192,19 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
                                      flags, handler, impl.get_executor());
   }
 #else
-  /// The same through Asio's public API: one more frame while idle.
+  /// The same through Asio's public API: one more frame while idle, so the idle
+  /// wait has a coroutine of its own, as small as it can be.
   awaitable<void> read_wait() {
+    if (read_wait_ == read_wait_kind::inline_receive) return receive_inline_portably();
+    return wait_portably();
+  }
+  awaitable<void> receive_inline_portably() {
+    std::error_code ec;
+    const std::size_t n = co_await socket_.async_receive(
+        asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, ec));
+    waited(ec, n);
+  }
+  awaitable<void> wait_portably() {
     std::error_code ec;
     std::size_t n = 0;
     auto token = asio::redirect_error(asio::use_awaitable, ec);
@@ -1209,9 +1220,6 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
         else
           n = co_await socket_.async_receive(asio::buffer(inline_.data(), 1),
                                              asio::socket_base::message_peek, token);
-        break;
-      case read_wait_kind::inline_receive:
-        n = co_await socket_.async_receive(asio::buffer(inline_), token);
         break;
       default: co_await asio::post(socket_.get_executor(), asio::use_awaitable); break;
     }

@@ -31,6 +31,7 @@
 #include "block_list.hpp"
 #include "config.hpp"
 #include "detail/connection_tracker.hpp"
+#include "detail/descriptor_hold.hpp"
 #include "error.hpp"
 #include "socket.hpp"
 
@@ -247,9 +248,9 @@ class basic_server {
   /// not listening (Node's ERR_SERVER_NOT_RUNNING).
   void close() {
     if (!listening()) throw error(errc::server_not_running);
-    std::error_code ignored;
-    state_->acceptor->close(ignored);
-    state_->held.reset();  // as the kernel drops its backlog
+    state_->listener_hold.close(*state_->acceptor);
+    if (state_->accepting == 0) state_->listener_hold.release();  // nothing was waiting on it
+    state_->held.reset();                                         // as the kernel drops its backlog
     if (!state_->socket_file.empty()) ::unlink(std::exchange(state_->socket_file, {}).c_str());
     state_->tracker->notify();
   }
@@ -346,6 +347,7 @@ class basic_server {
     ServerOptions options;
     std::optional<BlockList> block_list;  // the server's own handle on the caller's list
     std::optional<acceptor_type> acceptor;
+    detail::descriptor_hold listener_hold;  // closes acceptor (see descriptor_hold.hpp)
     std::shared_ptr<detail::connection_tracker> tracker;
     std::function<void(const DropInfo&)> on_drop;
     std::function<void(const DropInfo&)> on_blocked;
@@ -545,7 +547,9 @@ class basic_server {
     waiting_in_accept& operator=(const waiting_in_accept&) = delete;
     ~waiting_in_accept() { stop(); }
     void stop() {
-      if (counted_) --s_.accepting;
+      // The last accept() waiting on a closed listener is back: its operation is
+      // over, and the listener's number can go (detail/descriptor_hold.hpp).
+      if (counted_ && --s_.accepting == 0 && !s_.listening()) s_.listener_hold.release();
       counted_ = false;
     }
 
@@ -590,8 +594,10 @@ class basic_server {
         std::tie(ec) = co_await s->acceptor->async_accept(
             peer, remote, asio::experimental::as_tuple(asio::use_awaitable));
       }
-      if (ec == asio::error::operation_aborted && !s->listening()) {
-        throw error(ec, "accept aborted: the server was closed");
+      if (ec && !s->listening()) {
+        // Closed while waiting: operation_aborted, or on io_uring whatever the
+        // closed listener's placeholder answered (detail/descriptor_hold.hpp).
+        throw error(asio::error::operation_aborted, "accept aborted: the server was closed");
       }
       if (!ec && !s->listening()) {
         // The accept completed in the same turn as close() or shutdown(): no
@@ -754,8 +760,8 @@ class basic_server {
 
   static awaitable<ShutdownResult> shutdown_on(state_ptr s, std::chrono::milliseconds grace) {
     if (s->listening()) {
-      std::error_code ignored;
-      s->acceptor->close(ignored);
+      s->listener_hold.close(*s->acceptor);
+      if (s->accepting == 0) s->listener_hold.release();
     }
     s->held.reset();  // as the kernel drops its backlog
     ShutdownResult result;

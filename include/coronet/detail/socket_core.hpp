@@ -57,6 +57,7 @@
 #include "../error.hpp"
 #include "buffer_pool.hpp"
 #include "connection_tracker.hpp"
+#include "descriptor_hold.hpp"
 #include "event.hpp"
 #include "reactor.hpp"
 #include "receive_buffer.hpp"
@@ -636,6 +637,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// An I/O error: the socket is done (as in Node, an error destroys it).
   error fail(const char* op, std::error_code ec) {
+    // Already destroyed: what a late operation met (on io_uring, the placeholder of
+    // detail/descriptor_hold.hpp) is the destruction, not a failure of its own.
+    if (closed_ && failure_ == asio::error::operation_aborted) return failure_error(op);
     if (!failure_) failure_ = ec;
     close_descriptor();
     received_.release();
@@ -1661,8 +1665,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   void close_descriptor() {
     if (closed_) return;
     closed_ = true;
-    std::error_code ignored;
-    socket_.close(ignored);
+    hold_.close(socket_);
     if (idle_) idle_->timer.cancel();
     queue_.clear();  // (received bytes stay: after a graceful close they are still read)
     write_event_.notify_all();
@@ -1741,6 +1744,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   // Ordered by size so that no padding falls between them (docs/design.md counts
   // what an idle connection costs).
   stream_socket socket_;
+  [[no_unique_address]] descriptor_hold hold_;  // closes socket_ (empty but on io_uring)
   std::unique_ptr<secure_layer> layer_;  // null for plain TCP and Unix: the descriptor moves bytes
   std::unique_ptr<rarely_used> rarely_;  // see rarely()
   std::unique_ptr<idle_timeout> idle_;   // made by the first set_timeout()

@@ -94,7 +94,7 @@ coronet::awaitable<int> raw_echoed_client(int port) {
 }
 }  // namespace
 
-TEST_CASE("an idle connection costs its server at most 2.5 KB of heap") {
+TEST_CASE("an idle connection costs its server at most 1,792 bytes of heap") {
   // What a server holding 10,000 idle clients pays per client, counted as the heap
   // in use while each handler waits in read(); docs/design.md says what it is made of.
   test::run([]() -> coronet::awaitable<void> {
@@ -114,7 +114,7 @@ TEST_CASE("an idle connection costs its server at most 2.5 KB of heap") {
     }
     const double per_connection = double(mallinfo2().uordblks - before) / connections;
     MESSAGE("heap per idle connection: " << per_connection << " bytes");
-    CHECK(per_connection <= 2560);
+    CHECK(per_connection <= 1792);
     for (int fd : clients) ::close(fd);
     server.close();
   });

@@ -1,6 +1,7 @@
 // pipe() and pipe_both(): Node's readable.pipe(writable) between sockets, spliced
 // by the kernel between plain sockets and copied otherwise. Every test runs the
 // relay between real loopback peers and checks what the peers see.
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -211,6 +212,51 @@ TEST_CASE(
   }
 }
 
+/// Whether a SIGPIPE waits, blocked, on this thread; taking it if `take`.
+bool sigpipe_pending(bool take) {
+  sigset_t pending;
+  ::sigpending(&pending);
+  const bool waiting = ::sigismember(&pending, SIGPIPE) == 1;
+  if (waiting && take) {
+    sigset_t only_pipe;
+    ::sigemptyset(&only_pipe);
+    ::sigaddset(&only_pipe, SIGPIPE);
+    timespec now{};
+    ::sigtimedwait(&only_pipe, nullptr, &now);
+  }
+  return waiting;
+}
+
+TEST_CASE(
+    "pipe into a reset peer on a thread that blocks SIGPIPE: the pipe's own SIGPIPE is taken "
+    "back, one the program had pending stays") {
+  sigset_t only_pipe, old;
+  ::sigemptyset(&only_pipe);
+  ::sigaddset(&only_pipe, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &only_pipe, &old);
+  for (const bool program_had_one : {false, true}) {
+    CAPTURE(program_had_one);
+    REQUIRE(!sigpipe_pending(false));
+    if (program_had_one) ::pthread_kill(::pthread_self(), SIGPIPE);
+    test::run([&]() -> coronet::awaitable<void> {
+      relay r;
+      co_await make_relay(r);
+      r.user_b.reset_and_destroy();
+      // Take the reset's error from relay_b's kernel, so that the splice into it
+      // fails with EPIPE, the failure that raises SIGPIPE, not ECONNRESET.
+      int reset = 0;
+      socklen_t size = sizeof reset;
+      ::getsockopt(r.relay_b.native().native_handle(), SOL_SOCKET, SO_ERROR, &reset, &size);
+      CHECK(reset == ECONNRESET);
+      co_await r.user_a.write("after the reset");
+      auto failed = co_await test::expect_error(coronet::pipe(r.relay_a, r.relay_b));
+      CHECK(std::string(failed.what()) == "write EPIPE");
+    });
+    CHECK(sigpipe_pending(true) == program_had_one);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
 TEST_CASE(
     "pipe: bytes a framed read left buffered go first, and bytes queued on the destination before "
     "them") {
@@ -229,6 +275,32 @@ TEST_CASE(
     co_await (coronet::pipe(r.relay_a, r.relay_b) && r.user_a.end() && receive_all(r.user_b, got));
     CHECK(got.bytes == queued.size() + body.size());
     CHECK(got.sum == test::checksum(body, test::checksum(queued)));
+  });
+}
+
+TEST_CASE(
+    "pipe: a FIN that arrives while the kernel pipe still holds bytes ends the destination after "
+    "them") {
+  test::run([&]() -> coronet::awaitable<void> {
+    relay r;
+    co_await make_relay(r);
+    const std::string body = test::random_bytes(100 * 1024, 10);
+    co_await r.user_a.end(body);  // the body and the FIN wait in relay_a's kernel
+    // 8 MB queued on the destination first: the pipe reads the body, holds it while
+    // the queue drains, and meets the FIN before it has passed the body on.
+    const std::string queued = test::random_bytes(8 * 1024 * 1024, 11);
+    r.relay_b.write_nowait(queued);
+    received got;
+    coronet::PipeResult moved;
+    auto pipe = [&]() -> coronet::awaitable<void> {
+      moved = co_await coronet::pipe(r.relay_a, r.relay_b);
+    };
+    co_await (pipe() && receive_all(r.user_b, got));  // receive_all ends at the FIN
+    CHECK(moved.zero_copy);
+    CHECK(moved.bytes == body.size());
+    CHECK(got.bytes == queued.size() + body.size());
+    CHECK(got.sum == test::checksum(body, test::checksum(queued)));
+    CHECK(r.relay_b.ready_state() == "readOnly");
   });
 }
 

@@ -279,6 +279,40 @@ TEST_CASE("serve() returns after close()") {
   });
 }
 
+TEST_CASE("run() goes on while a served handler waits, reading or paused, after close()") {
+  // serve() keeps no work guard per connection: the handler's own wait must keep the
+  // io_context running when nothing else is left to run.
+  for (const bool paused : {false, true}) {
+    CAPTURE(paused);
+    asio::io_context io{1};
+    Server server{{.pause_on_connect = paused}};
+    server.listen(io.get_executor(), {.port = 0, .host = "127.0.0.1"});
+    const auto port = static_cast<std::uint16_t>(server.address()->port);
+    Socket* waiting = nullptr;
+    bool finished = false;
+    auto handler = [&](Socket socket) -> coronet::awaitable<void> {
+      server.close();
+      waiting = &socket;
+      while (co_await socket.read()) {
+      }
+      finished = true;
+    };
+    asio::co_spawn(io, server.serve(handler), asio::detached);
+    asio::ip::tcp::socket client(io);
+    client.connect({asio::ip::make_address("127.0.0.1"), port});
+    for (int turn = 0; turn < 1000 && waiting == nullptr; ++turn) io.run_one_for(1s);
+    REQUIRE(waiting != nullptr);
+    io.poll();  // serve() ends; the handler's read is all that is left
+    io.poll();
+    CHECK_FALSE(io.stopped());
+    CHECK_FALSE(finished);
+    client.close();
+    if (paused) waiting->resume();
+    io.run();
+    CHECK(finished);
+  }
+}
+
 TEST_CASE("a server may listen again after close()") {
   test::run([]() -> coronet::awaitable<void> {
     Server server;

@@ -310,18 +310,7 @@ TEST_CASE("tls: a cancelled read loses no bytes; destroy() ends a waiting read")
 
 // ------------------------------------------------------------ verification
 
-// Open defect under Asio's io_uring backend (-Dio_uring=enabled), diagnosed in
-// tests/test_descriptor_reuse.cpp: the first server of this loop is dropped while its
-// serve() waits in accept(), and that accept takes the next server's connection
-// (then closes it, its server being closed), so the client sees ECONNRESET.
-#if defined(ASIO_HAS_IO_URING_AS_DEFAULT)
-constexpr bool dropped_server_defect = true;
-#else
-constexpr bool dropped_server_defect = false;
-#endif
-
-TEST_CASE("tls: verification failures read like Node's, and nothing is handed out" *
-          doctest::skip(dropped_server_defect)) {
+TEST_CASE("tls: verification failures read like Node's, and nothing is handed out") {
   test::run([]() -> coronet::awaitable<void> {
     const std::string ca = certs().text("ca.pem");
     struct failing_case {

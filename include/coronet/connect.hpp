@@ -18,6 +18,7 @@
 #include "block_list.hpp"
 #include "config.hpp"
 #include "deadline.hpp"
+#include "detail/descriptor_hold.hpp"
 #include "detail/event.hpp"
 #include "error.hpp"
 #include "socket.hpp"
@@ -230,11 +231,11 @@ struct connect_race {
 
   /// Closes every attempt still in flight: they finish with operation_aborted.
   void abandon_others() {
-    for (const auto& attempt : in_flight) {
-      std::error_code ignored;
-      attempt->close(ignored);
-    }
+    for (const auto& attempt : in_flight) holds.close(*attempt);
   }
+  /// Closes the abandoned attempts (see descriptor_hold.hpp); the attempts'
+  /// coroutines share this race, so it outlives their operations.
+  descriptor_hold holds;
 };
 
 template <typename Executor>
@@ -244,6 +245,7 @@ awaitable<void> connect_attempt(std::shared_ptr<connect_race<Executor>> race, tc
   race->in_flight.push_back(socket);
   std::error_code ec = co_await try_connect(*socket, target, bind_to);
   std::erase(race->in_flight, socket);
+  if (race->in_flight.empty()) race->holds.release();  // no attempt's operation is left
   --race->running;
   if (!race->winner) {
     if (!ec) {

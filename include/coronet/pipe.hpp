@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 
 #include "config.hpp"
 #include "deadline.hpp"
@@ -106,8 +107,55 @@ awaitable<void> copy_all(std::shared_ptr<Core> from, std::shared_ptr<Core> to,
   }
 }
 
+/// What the splice loop waits for once no byte can move without waiting.
+enum class splice_wait { source, destination, destination_queue, turn, none };
+
+/// Moves bytes without waiting: fills the kernel pipe from `from` while it has
+/// room and `from` has bytes, and drains it into `to` while `to` takes them, until
+/// neither can go on. Says what to wait for (none: `from` ended and all is in `to`).
+/// SIGPIPE is blocked once for the whole stretch, not per splice.
+template <typename Core>
+splice_wait splice_ready(Core& from, Core& to, spliced_bytes& spliced, bool& source_ended,
+                         PipeResult& result, const asio::cancellation_state& cancel) {
+  std::optional<sigpipe_blocked> quiet;
+  for (;;) {
+    bool moved = false;
+    if (!source_ended && from.take_fin()) source_ended = true;
+    if (!source_ended && !from.is_paused() && spliced.room() > 0) {
+      if (from.over_budget_for("read", cancel)) return splice_wait::turn;
+      const ssize_t n = spliced.fill_from(from.descriptor());
+      if (n > 0) {
+        from.count_received(static_cast<std::size_t>(n));
+        moved = true;
+      } else if (n == 0) {
+        from.peer_ended();
+        source_ended = true;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        throw from.fail_with("read", {errno, std::system_category()});
+      }
+    }
+    if (spliced.held() > 0) {
+      // Bytes written into `to` meanwhile (write(), write_nowait()) leave first.
+      to.check_writable_for("write");
+      if (!to.write_side_free()) return splice_wait::destination_queue;
+      if (!quiet) quiet.emplace();
+      const ssize_t n = spliced.drain_to(to.descriptor(), *quiet);
+      if (n > 0) {
+        to.count_sent(static_cast<std::size_t>(n));
+        result.bytes += static_cast<std::uint64_t>(n);
+        moved = true;
+      } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        throw to.fail_with("write", {n == 0 ? EPIPE : errno, std::system_category()});
+      }
+    }
+    if (moved) continue;
+    if (spliced.held() > 0) return splice_wait::destination;
+    return source_ended ? splice_wait::none : splice_wait::source;
+  }
+}
+
 /// The splice loop. At most one kernel pipe's worth of bytes is read from `from`
-/// before `to` has taken them all: that is the backpressure, and the bound.
+/// and not yet taken by `to`: that is the backpressure, and the bound.
 template <typename Core>
 awaitable<void> splice_all(std::shared_ptr<Core> from, std::shared_ptr<Core> to,
                            spliced_bytes& spliced, const PipeOptions& options, PipeResult& result) {
@@ -118,49 +166,24 @@ awaitable<void> splice_all(std::shared_ptr<Core> from, std::shared_ptr<Core> to,
     result.bytes += buffered.size();
     co_await hand_over(to, buffered, options);
   }
+  bool source_ended = false;
   for (;;) {
-    if (spliced.held() == 0) {
-      if (from->take_fin()) co_return;
-      if (from->over_budget_for("read", cancel)) co_await from->pace("read", cancel);
-      if (from->is_paused()) {
-        co_await from->wait_to_read("read", cancel);  // until resume()
-        continue;
-      }
-      const ssize_t n = spliced.fill_from(from->descriptor());
-      if (n == 0) {
-        from->peer_ended();
-        co_return;
-      }
-      if (n < 0) {
-        const int e = errno;
-        if (e != EAGAIN && e != EWOULDBLOCK)
-          throw from->fail_with("read", {e, std::system_category()});
+    switch (splice_ready(*from, *to, spliced, source_ended, result, cancel)) {
+      case splice_wait::none: co_return;
+      case splice_wait::turn: co_await from->pace("read", cancel); break;
+      case splice_wait::destination_queue: co_await drained(to, options); break;
+      case splice_wait::destination:
+        if (options.write_timeout.count() == 0)
+          co_await to->wait_writable("write", cancel);
+        else
+          co_await within(room_in(to), options.write_timeout);
+        break;
+      case splice_wait::source:
         spliced.give_back_if_empty();  // an idle pipe holds no kernel pipe
         co_await from->wait_to_read("read", cancel);
         if (!spliced.ready()) throw syscall_error("pipe2", {errno, std::system_category()});
-        continue;
-      }
-      from->count_received(static_cast<std::size_t>(n));
+        break;
     }
-    // Bytes written into `to` meanwhile (write(), write_nowait()) leave first.
-    to->check_writable_for("write");
-    if (!to->write_side_free()) {
-      co_await drained(to, options);
-      continue;
-    }
-    const ssize_t n = spliced.drain_to(to->descriptor());
-    if (n > 0) {
-      to->count_sent(static_cast<std::size_t>(n));
-      result.bytes += static_cast<std::uint64_t>(n);
-      continue;
-    }
-    const int e = errno;
-    if (n == 0 || (e != EAGAIN && e != EWOULDBLOCK))
-      throw to->fail_with("write", {n == 0 ? EPIPE : e, std::system_category()});
-    if (options.write_timeout.count() == 0)
-      co_await to->wait_writable("write", cancel);
-    else
-      co_await within(room_in(to), options.write_timeout);
   }
 }
 

@@ -31,6 +31,7 @@
 #include "block_list.hpp"
 #include "config.hpp"
 #include "detail/connection_tracker.hpp"
+#include "detail/descriptor_hold.hpp"
 #include "error.hpp"
 #include "socket.hpp"
 
@@ -213,21 +214,23 @@ class basic_server {
   /// not listening and serve() ended after its first connection).
   template <typename Handler>
   static awaitable<void> serve_on(auto s, Handler handler) {  // s: state_ptr (declared below)
+    if (!s->listening()) co_return;                           // as after close()
+    // One slot for all its accepts, and one accept_each() frame unless one fails.
+    accept_slot slot{stream_type(s->executor()), {}};
+    const auto spawn = [&s, &handler](accept_slot& accepted) {
+      std::optional<socket_type> socket = adopt(*s, take(*s, accepted));
+      start_dropping_if_full(s);
+      if (socket) spawn_handler(s->executor(), handler, std::move(*socket));
+      return true;  // and the next
+    };
     for (;;) {
-      std::optional<socket_type> socket;
-      bool exhausted = false;
       try {
-        socket.emplace(co_await accept_on(s));
+        co_await accept_each(s, slot, spawn);
       } catch (const error& e) {
         if (!s->listening()) co_return;
         if (!is_resource_exhaustion(e.code())) throw;
-        exhausted = true;
       }
-      if (exhausted) {
-        co_await pause_accepting(s);
-        continue;
-      }
-      spawn_handler(s->executor(), handler, std::move(*socket));
+      co_await pause_accepting(s);
     }
   }
 
@@ -247,9 +250,9 @@ class basic_server {
   /// not listening (Node's ERR_SERVER_NOT_RUNNING).
   void close() {
     if (!listening()) throw error(errc::server_not_running);
-    std::error_code ignored;
-    state_->acceptor->close(ignored);
-    state_->held.reset();  // as the kernel drops its backlog
+    state_->listener_hold.close(*state_->acceptor);
+    if (state_->accepting == 0) state_->listener_hold.release();  // nothing was waiting on it
+    state_->held.reset();                                         // as the kernel drops its backlog
     if (!state_->socket_file.empty()) ::unlink(std::exchange(state_->socket_file, {}).c_str());
     state_->tracker->notify();
   }
@@ -346,6 +349,7 @@ class basic_server {
     ServerOptions options;
     std::optional<BlockList> block_list;  // the server's own handle on the caller's list
     std::optional<acceptor_type> acceptor;
+    detail::descriptor_hold listener_hold;  // closes acceptor (see descriptor_hold.hpp)
     std::shared_ptr<detail::connection_tracker> tracker;
     std::function<void(const DropInfo&)> on_drop;
     std::function<void(const DropInfo&)> on_blocked;
@@ -545,7 +549,9 @@ class basic_server {
     waiting_in_accept& operator=(const waiting_in_accept&) = delete;
     ~waiting_in_accept() { stop(); }
     void stop() {
-      if (counted_) --s_.accepting;
+      // The last accept() waiting on a closed listener is back: its operation is
+      // over, and the listener's number can go (detail/descriptor_hold.hpp).
+      if (counted_ && --s_.accepting == 0 && !s_.listening()) s_.listener_hold.release();
       counted_ = false;
     }
 
@@ -559,69 +565,120 @@ class basic_server {
   }
 
   static awaitable<socket_type> accept_on(state_ptr s) {
-    for (;;) {
-      auto connection = co_await accept_stream_on(s);
-      std::optional<socket_type> socket = adopt(*s, std::move(connection));
+    const auto slot = new_slot(*s);
+    std::optional<socket_type> socket;
+    co_await accept_each(s, *slot, [&s, &socket](accept_slot& accepted) {
+      socket = adopt(*s, take(*s, accepted));
       start_dropping_if_full(s);
-      if (socket) co_return std::move(*socket);
+      return !socket;  // the kernel refused an option on it: the next one
+    });
+    co_return std::move(*socket);
+  }
+
+  /// The next connection within max_connections, before it is a socket (the TLS
+  /// server hand-shakes on it); what accept() says of failures and cancellation
+  /// holds here too.
+  static awaitable<detail::connected_stream<Executor>> accept_stream_on(state_ptr s) {
+    const auto slot = new_slot(*s);
+    co_await accept_each(s, *slot, [](accept_slot&) { return false; });
+    co_return take(*s, *slot);
+  }
+
+  /// Where an accept puts the connection it takes: the socket and the peer's
+  /// address (a generic endpoint, 144 bytes). The accept's caller owns it, not a
+  /// coroutine frame made per accept, because Asio's per-thread cache hands a freed
+  /// frame's block to the next frame that fits in it: an accept frame holding these
+  /// (672 bytes) was freed just before each connection's entry frame was
+  /// allocated, which then kept the whole block (docs/design.md, "What an idle
+  /// connection costs"). serve() keeps one for as long as it runs.
+  struct accept_slot {
+    stream_type peer;
+    local_protocol::endpoint remote;
+  };
+
+  /// accept()'s own slot, on the heap rather than in its frame (see accept_slot).
+  static std::unique_ptr<accept_slot> new_slot(state& s) {
+    if (!s.listening()) throw error(errc::server_not_running);
+    return std::make_unique<accept_slot>(accept_slot{stream_type(s.executor()), {}});
+  }
+
+  /// The connection an accept left in `slot`, moved out (the slot's socket is then
+  /// as if new, ready for the next accept).
+  static detail::connected_stream<Executor> take(const state& s, accept_slot& slot) {
+    const tcp::endpoint ip_remote = s.unix_domain ? tcp::endpoint{} : detail::to_tcp(slot.remote);
+    return {std::move(slot.peer), ip_remote, s.unix_domain};
+  }
+
+  /// Accepts connections within max_connections into `slot`, one at a time, and
+  /// hands each to `deliver(slot)`, which takes it and says whether to accept
+  /// another. One frame for all of serve()'s accepts: per connection, only Asio's
+  /// initiation frame for async_accept comes and goes, and the connection's entry
+  /// frame fits that block. What accept() says of failures and cancellation holds
+  /// here too; only an exception ends it, unless `deliver` says so.
+  template <typename Deliver>
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): a coroutine must own its arguments
+  static awaitable<void> accept_each(state_ptr s, accept_slot& slot, Deliver deliver) {
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    for (;;) {
+      if (!s->listening()) throw error(errc::server_not_running);
+      waiting_in_accept waiting{*s};
+      for (;;) {
+        std::error_code ec;
+        if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
+        if (s->held) {
+          // Taken only after a turn of the executor, never at once: `||` discards an
+          // operand that completes at once but after the other, and the connection
+          // with it. After the turn a cancellation is seen, and the connection stays.
+          co_await asio::post(s->executor(), asio::use_awaitable);
+          if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
+          if (!take_held(*s, slot)) continue;  // another accept() took it meanwhile
+        } else {
+          std::tie(ec) = co_await s->acceptor->async_accept(
+              slot.peer, slot.remote, asio::experimental::as_tuple(asio::use_awaitable));
+        }
+        if (settle(s, slot, ec, cancel, waiting)) break;
+      }
+      if (!deliver(slot)) co_return;
     }
   }
 
-  /// The next connection within max_connections, before it is a socket; what
-  /// accept() says of failures and cancellation holds here too.
-  static awaitable<detail::connected_stream<Executor>> accept_stream_on(state_ptr s) {
-    if (!s->listening()) throw error(errc::server_not_running);
-    waiting_in_accept waiting{*s};
-    const auto cancel = co_await asio::this_coro::cancellation_state;
-    for (;;) {
-      local_protocol::endpoint remote;
-      stream_type peer(s->executor());
-      std::error_code ec;
-      if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
-      if (s->held) {
-        // Taken only after a turn of the executor, never at once: `||` discards an
-        // operand that completes at once but after the other, and the connection
-        // with it. After the turn a cancellation is seen, and the connection stays.
-        co_await asio::post(s->executor(), asio::use_awaitable);
-        if (is_cancelled(cancel)) throw detail::cancelled_error("accept");
-        if (!s->held) continue;  // another accept() took it meanwhile
-        std::tie(peer, remote) = std::move(*std::exchange(s->held, std::nullopt));
-      } else {
-        std::tie(ec) = co_await s->acceptor->async_accept(
-            peer, remote, asio::experimental::as_tuple(asio::use_awaitable));
-      }
-      if (ec == asio::error::operation_aborted && !s->listening()) {
-        throw error(ec, "accept aborted: the server was closed");
-      }
-      if (!ec && !s->listening()) {
-        // The accept completed in the same turn as close() or shutdown(): no
-        // connection is handed out after that (shutdown() has counted its own).
-        std::error_code ignored;
-        peer.close(ignored);
-        throw error(asio::error::operation_aborted, "accept aborted: the server was closed");
-      }
-      if (is_cancelled(cancel)) {
-        if (!ec) s->held.emplace(std::move(peer), remote);
-        throw detail::cancelled_error("accept");
-      }
-      if (is_failed_connection(ec)) continue;
-      if (ec) {
-        waiting.stop();
-        start_dropping_if_full(s);  // this accept() no longer drops for the server
-        throw detail::syscall_error("accept", ec);
-      }
-      if (over_limit(*s)) {
-        drop(*s, peer, remote, refusal::full);
-        continue;
-      }
-      if (is_blocked(*s, remote)) {
-        drop(*s, peer, remote, refusal::blocked);
-        continue;
-      }
-      waiting.stop();
-      const tcp::endpoint ip_remote = s->unix_domain ? tcp::endpoint{} : detail::to_tcp(remote);
-      co_return detail::connected_stream<Executor>{std::move(peer), ip_remote, s->unix_domain};
+  /// The connection a cancelled accept left (see state::held), if it is still there.
+  static bool take_held(state& s, accept_slot& slot) {
+    if (!s.held) return false;
+    std::tie(slot.peer, slot.remote) = std::move(*std::exchange(s.held, std::nullopt));
+    return true;
+  }
+
+  /// What an accept's outcome means: true when `slot` holds a connection to hand
+  /// out, false to wait for the next; throws what accept() throws.
+  static bool settle(const state_ptr& s, accept_slot& slot, const std::error_code& ec,
+                     const asio::cancellation_state& cancel, waiting_in_accept& waiting) {
+    if (!s->listening()) {
+      // Closed, or the accept completed in the same turn as close() or shutdown():
+      // no connection is handed out after that (shutdown() has counted its own).
+      // An error then is the close's doing: operation_aborted, or on io_uring what
+      // the closed listener's placeholder answered (detail/descriptor_hold.hpp).
+      std::error_code ignored;
+      if (!ec) slot.peer.close(ignored);
+      throw error(asio::error::operation_aborted, "accept aborted: the server was closed");
     }
+    if (is_cancelled(cancel)) {
+      if (!ec) s->held.emplace(std::move(slot.peer), slot.remote);
+      throw detail::cancelled_error("accept");
+    }
+    if (is_failed_connection(ec)) return false;
+    if (ec) {
+      waiting.stop();
+      start_dropping_if_full(s);  // this accept() no longer drops for the server
+      throw detail::syscall_error("accept", ec);
+    }
+    const bool full = over_limit(*s);
+    if (full || is_blocked(*s, slot.remote)) {
+      drop(*s, slot.peer, slot.remote, full ? refusal::full : refusal::blocked);
+      return false;
+    }
+    waiting.stop();
+    return true;
   }
 
   /// The accepted connection as a socket with the server's options, or nullopt
@@ -754,8 +811,8 @@ class basic_server {
 
   static awaitable<ShutdownResult> shutdown_on(state_ptr s, std::chrono::milliseconds grace) {
     if (s->listening()) {
-      std::error_code ignored;
-      s->acceptor->close(ignored);
+      s->listener_hold.close(*s->acceptor);
+      if (s->accepting == 0) s->listener_hold.release();
     }
     s->held.reset();  // as the kernel drops its backlog
     ShutdownResult result;
@@ -809,27 +866,40 @@ class basic_server {
   /// and a handler with state needs a frame that keeps a copy of it alive anyway.
   /// This frame is that copy and the entry point at once, so it goes beneath Asio's
   /// public API: an awaitable thread (asio::detail) started on it, as co_spawn starts
-  /// its entry coroutine. It starts at once, as co_spawn does on its own executor.
+  /// its entry coroutine. It starts at once, as co_spawn does on its own executor,
+  /// and runs until the handler first waits before this function returns.
   static void spawn_handler(const executor_type& ex, const auto& handler, socket_type socket) {
-    const asio::any_io_executor on(ex);
     asio::detail::awaitable_thread<asio::any_io_executor>(
-        run_handler(handler, std::move(socket),
-                    asio::prefer(on, asio::execution::outstanding_work.tracked)),
-        on, asio::cancellation_slot(), asio::cancellation_state())
+        run_handler(handler, socket), asio::any_io_executor(ex), asio::cancellation_slot(),
+        asio::cancellation_state())
         .launch();
   }
 
   /// An exception from the handler ends that connection only (a reset peer, a bad
-  /// request): the socket's destructor has already closed it. `work` keeps the
-  /// io_context running while the handler lives, as co_spawn's does.
+  /// request): the socket's destructor has already closed it.
+  ///
+  /// `socket` is spawn_handler()'s, borrowed only until the handler's coroutine has
+  /// taken it, which happens before the first suspension (launch() runs this frame
+  /// at once), so the frame keeps a reference instead of a second socket; the call
+  /// is a statement of its own so that no moved-from argument lives across the wait.
+  ///
+  /// Unlike co_spawn's entry point, this frame holds no work guard on the executor
+  /// (56 bytes, an any_io_executor): co_spawn needs one because it is an operation
+  /// whose completion handler must still be runnable on its executor, and this has
+  /// no completion handler. An asio::awaitable can only suspend in an Asio
+  /// operation, and every operation keeps its completion handler's executor busy
+  /// until it completes (Asio's requirements on asynchronous operations; coronet's
+  /// own waits are timers, receives, posts and co_spawn'ed threads), so run()
+  /// still cannot return while a handler waits.
   template <typename Handler>
+  // NOLINTNEXTLINE(cppcoreguidelines-avoid-reference-coroutine-parameters): see above
   static asio::awaitable<asio::detail::awaitable_thread_entry_point> run_handler(
-      Handler handler, socket_type socket, asio::any_io_executor work) {
+      Handler handler, socket_type& socket) {
     try {
-      co_await handler(std::move(socket));
+      auto session = handler(std::move(socket));
+      co_await std::move(session);
     } catch (...) {
     }
-    (void)work;
   }
 #else
   /// The same through co_spawn: its entry frame and this one per connection.

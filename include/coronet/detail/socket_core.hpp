@@ -57,6 +57,7 @@
 #include "../error.hpp"
 #include "buffer_pool.hpp"
 #include "connection_tracker.hpp"
+#include "descriptor_hold.hpp"
 #include "event.hpp"
 #include "reactor.hpp"
 #include "receive_buffer.hpp"
@@ -131,66 +132,18 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// The next chunk of bytes (decoded text once an encoding is set), or nullopt
   /// once the peer has sent FIN.
+  ///
+  /// An idle connection keeps this frame for as long as it is idle, so it holds
+  /// only what outlives a wait: the socket, where a failure goes, the cancellation
+  /// state and the claim on the read side. Everything between two waits happens in
+  /// read_steps(), a plain function, and every wait is one Asio operation started by
+  /// read_wait(), whose outcome the core keeps (docs/design.md counts the bytes).
   static awaitable<frame> read(pointer self, failure* out = nullptr) {
-    try {
-      self->begin_read("read");
-      reading_guard guard{*self};
-      const auto cancel = co_await asio::this_coro::cancellation_state;
-      if (self->must_yield("read", cancel)) co_await self->yield_turn("read", cancel);
-      if (!self->received_.empty()) {
-        // Bytes a framed read received beyond its frame come first, paused or not.
-        if (auto text = self->deliver(self->take_all())) co_return text;
-      }
-      for (;;) {
-        if (self->paused_) co_await self->wait_until_resumed("read", cancel);
-        if (!self->received_.empty()) {
-          if (auto text = self->deliver(self->take_all())) co_return text;
-          continue;  // only part of a character: wait for the rest
-        }
-        if (self->read_eof_) co_return self->deliver_end();
-        if (std::exchange(self->fin_held_, false)) {
-          self->on_peer_end();
-          continue;
-        }
-        if (self->drained_) {
-          if (self->layer_) {
-            // A layer's bytes must come through it: the inline receive would take them raw.
-            co_await self->wait_readable("read", cancel);
-            self->drained_ = false;
-            continue;
-          }
-          // The idle wait, written out here rather than in a coroutine of its own:
-          // an idle connection keeps every frame of its waiting read (docs/design.md
-          // counts them), and this one would cost ~270 bytes.
-          // First one recv() of our own: a peer that answers while we write has its
-          // next request here already (see receive_eagerly()).
-          const eager tried = self->receive_eagerly("read");
-          if (tried == eager::received) continue;
-          self->throw_if_cancelled(cancel, "read");
-          // After a miss the peer has not answered yet: a turn of the scheduler would
-          // only poll epoll again.
-          if (tried == eager::not_tried) co_await self->yield_once();
-          if (!self->ready_to_receive_inline("read", cancel)) continue;
-          waiting_for_bytes waiting{*self};
-          if (self->end_if_idle() || self->read_eof_) continue;  // (ended by shutdown())
-          std::error_code waited;
-          std::size_t n = 0;
-          co_await self->receive_inline(waited, n);
-          self->received_inline("read", waited, n, cancel);
-          continue;
-        }
-        std::error_code ec = self->receive_more();
-        if (ec == asio::error::would_block) {
-          self->drained_ = true;
-        } else if (ec) {
-          throw self->fail("read", ec);
-        }
-      }
-    } catch (const error& e) {
-      if (!out) throw;
-      *out = failure(e);
-    }
-    co_return std::nullopt;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    if (!self->claim_read(out)) co_return std::nullopt;
+    read_turn turn{*self};
+    while (self->read_steps(cancel, out)) co_await self->read_wait();
+    co_return self->read_result();
   }
 
   /// The next bytes up to and including `delimiter` (without it, and without a
@@ -312,51 +265,17 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// while corked: the bytes are copied and leave at uncork()).
   /// `many`, or when it is empty the one buffer `single` (kept by value in this
   /// frame, so a caller may pass a temporary).
+  ///
+  /// The frame is small (write_at_once() does the work that never waits, and
+  /// write_rest() the waiting) because Asio's frame cache hands a freed frame's
+  /// block to the next frame that fits: an echo handler's idle read() takes the
+  /// block its last write() freed, and keeps it while idle.
   static awaitable<void> write(pointer self, asio::const_buffer single,
                                std::span<const asio::const_buffer> many = {},
                                failure* out = nullptr) {
-    try {
-      self->check_writable("write");
-      const std::span<const asio::const_buffer> data =
-          many.empty() ? std::span<const asio::const_buffer>(&single, 1) : many;
-      const auto cancel = co_await asio::this_coro::cancellation_state;
-      self->throw_if_cancelled(cancel, "write");
-      if (self->corked_ > 0) {
-        for (const auto& piece : data) self->push_copy(piece);
-        co_return;
-      }
-      std::size_t skip = 0;  // bytes of `data` the kernel took at once
-      if (self->can_send_directly()) {
-        std::size_t total = 0;
-        for (const auto& piece : data) total += piece.size();
-        if (std::error_code ec = self->send_now(data, skip)) throw self->fail("write", ec);
-        if (skip == total) {
-          // Done: the bytes are the kernel's. A spent budget yields only now, so a
-          // cancellation never leaves the caller unsure whether they were sent.
-          self->charge(total);
-          if (self->over_budget() && !is_cancelled(cancel)) co_await self->rest();
-          co_return;
-        }
-      }
-      write_queue::sequence seq = 0;
-      for (auto piece : data) {
-        const std::size_t skipped = std::min(skip, piece.size());
-        piece += skipped;
-        skip -= skipped;
-        if (piece.size() > 0)
-          seq = self->queue_.push_borrowed(static_cast<const char*>(piece.data()), piece.size());
-      }
-      if (seq == 0) co_return;
-      // From here the queue points into the caller's buffers. Whatever way this
-      // coroutine ends before they have left (an error, a cancellation, its frame
-      // destroyed unresumed), the bytes still owed become the queue's own copy.
-      borrowed_bytes borrowed{*self, seq};
-      co_await self->wait_flushed(seq, "write", cancel);
-    } catch (const error& e) {
-      if (!out) throw;
-      *out = failure(e);
-    }
-    co_return;
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    const std::size_t sent = self->write_at_once(single, many, cancel, out);
+    if (sent != written) co_await self->write_rest(&single, &many, sent, cancel, out);
   }
 
   /// Node's write(): queues without waiting; false once the queue passes the high-water mark.
@@ -462,16 +381,22 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// Node's setTimeout(): after `idle` without I/O, a waiting read() reports errc::timeout.
   void set_timeout(std::chrono::milliseconds idle) {
-    timeout_ = idle;
     idle_expired_ = false;
     if (idle.count() == 0) {
-      if (idle_timer_) idle_timer_->cancel();
+      if (idle_) {
+        idle_->timeout = idle;
+        idle_->timer.cancel();
+      }
       return;
     }
-    last_activity_ = clock::now();
+    if (!idle_) idle_ = std::make_unique<idle_timeout>(socket_.get_executor());
+    idle_->timeout = idle;
+    idle_->last_activity = clock::now();
     arm_idle_timer();
   }
-  std::chrono::milliseconds timeout() const { return timeout_; }
+  std::chrono::milliseconds timeout() const {
+    return idle_ ? idle_->timeout : std::chrono::milliseconds(0);
+  }
 
   // ---------------------------------------------------------------- server shutdown
 
@@ -580,7 +505,10 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// A FIN that a paused read met is taken now; true once the peer's FIN was read.
   bool take_fin() {
-    if (std::exchange(fin_held_, false)) on_peer_end();
+    if (fin_held_) {
+      fin_held_ = false;
+      on_peer_end();
+    }
     return read_eof_;
   }
   /// The source's receive buffer, raw (no decoding), handed out as read() would.
@@ -630,7 +558,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     // before_wait() without its trim(): a view that a read of this socket lent out
     // stays valid while bytes are written into it.
     throw_if_cancelled(cancel, op);
-    if (std::exchange(idle_expired_, false)) {
+    if (idle_expired_) {
+      idle_expired_ = false;
       idle_fired_for_reader_ = false;
       throw timeout_error(op);
     }
@@ -708,6 +637,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// An I/O error: the socket is done (as in Node, an error destroys it).
   error fail(const char* op, std::error_code ec) {
+    // Already destroyed: what a late operation met (on io_uring, the placeholder of
+    // detail/descriptor_hold.hpp) is the destruction, not a failure of its own.
+    if (closed_ && failure_ == asio::error::operation_aborted) return failure_error(op);
     if (!failure_) failure_ = ec;
     close_descriptor();
     received_.release();
@@ -800,29 +732,6 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   /// Everything received, as one chunk for read().
   std::string_view take_all() { return received_.take(received_.size()); }
-
-  /// Raw bytes as read() hands them out: as they are, or decoded. nullopt when
-  /// decoding produced nothing yet (a character split across reads).
-  frame deliver(std::string_view raw) {
-    charge(raw.size());
-    if (!rarely_ || !rarely_->decoder) return raw;
-    std::string& text = rarely_->decoded;
-    text.clear();
-    rarely_->decoder->write(raw, text);
-    if (text.empty()) return std::nullopt;
-    return std::string_view(text);
-  }
-
-  /// At FIN: what the decoder still holds (Node emits an incomplete UTF-8 tail as
-  /// one U+FFFD), then nullopt for good.
-  frame deliver_end() {
-    if (!rarely_ || !rarely_->decoder) return std::nullopt;
-    std::string& text = rarely_->decoded;
-    text.clear();
-    rarely_->decoder->end(text);
-    if (text.empty()) return std::nullopt;
-    return std::string_view(text);
-  }
 
   static std::size_t find(std::string_view held, std::string_view delimiter, std::size_t from) {
     if (from >= held.size()) return std::string_view::npos;
@@ -949,47 +858,259 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     after_wait(op, waited, cancel);
   }
 
-  /// read()'s wait, once a recv() has found the socket drained. First it lets the
-  /// io_context run what else is ready (read() posts once): a server with many
-  /// connections serves the others while this peer answers, so the recv() below
-  /// mostly finds bytes instead of EAGAIN. Then Asio receives into the socket's
-  /// small inline buffer, at once if bytes are there, else when epoll reports them.
-  /// No buffer is held while idle, and a wake-up costs one recv() (a plain
-  /// readiness wait re-arms epoll with epoll_ctl and then needs a recv() of its
-  /// own). When the inline buffer fills, a burst is arriving: the rest of what the
-  /// kernel holds is received behind it at once, so the caller gets the burst as
-  /// one chunk.
-  ///
-  /// After the yield: whether read() still goes on to receive. Throws when the
-  /// socket was destroyed, failed, cancelled or timed out meanwhile; false when it
-  /// was paused meanwhile (read() then waits for resume()).
-  /// The yield of that wait, made outside read() so that its temporaries take no
-  /// room in read()'s frame.
-  awaitable<void> yield_once() { return asio::post(socket_.get_executor(), asio::use_awaitable); }
+  // ---- read(): its steps and its waits
+  //
+  // read()'s frame stays suspended for as long as a connection is idle, so the
+  // read is a state machine in the core: read_steps() runs until read() is done
+  // or must wait, and says which wait in read_wait_; read() then co_awaits
+  // read_wait(), which starts that one Asio operation; its outcome is kept in
+  // waited_ / waited_bytes_, and the next read_steps() goes on from there.
 
-  /// The receive of that wait, co_awaited by read() itself. With use_awaitable,
-  /// Asio 1.22 runs every operation's initiation in a coroutine of its own whose
-  /// frame (224 bytes) takes the result, and an idle connection holds it for as long
-  /// as it is idle. This goes through the hook Asio's own initiation uses (an
-  /// awaitable frame runs a function given its frame pointer once suspended), and
-  /// the completion resumes read()'s frame directly. Asio's awaitable internals are
-  /// detail API: docs/design.md says what this ties coronet to.
+  /// What read() waits for, or none while it runs.
+  enum class read_wait_kind : std::uint8_t {
+    none,
+    yield_first,  // the budget is spent: two turns of the executor (see rest())
+    yield_second,
+    yield_once,      // one turn before the inline receive (see receive_eagerly())
+    resumed,         // paused: resume(), the idle timer or a cancellation
+    readable,        // a layer's bytes: the descriptor becomes readable
+    inline_receive,  // the idle wait: Asio receives into inline_
+  };
+  /// What read() returns once read_steps() is done.
+  enum class read_outcome : std::uint8_t { nothing, bytes, text };
+
+  /// read()'s claim on the read side, released however its frame ends (also when
+  /// it is destroyed while it waits, with its io_context).
+  struct read_turn {
+    socket_core& core;
+    explicit read_turn(socket_core& c) : core(c) { core.reading_ = true; }
+    ~read_turn() {
+      if (core.read_wait_ == read_wait_kind::resumed) core.resume_event_.stop_waiting();
+      core.read_wait_ = read_wait_kind::none;
+      core.waiting_for_bytes_ = false;
+      core.reading_ = false;
+    }
+    read_turn(const read_turn&) = delete;
+    read_turn& operator=(const read_turn&) = delete;
+  };
+
+  /// May a read start? False when it may not and the failure went to `out`.
+  bool claim_read(failure* out) {
+    try {
+      begin_read("read");
+      return true;
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
+      return false;
+    }
+  }
+
+  /// True when read() must wait for read_wait_; false when it is done and
+  /// read_result() holds what it returns (nothing after a failure sent to `out`).
+  bool read_steps(const asio::cancellation_state& cancel, failure* out) {
+    try {
+      return read_step(cancel);
+    } catch (const error& e) {
+      read_wait_ = read_wait_kind::none;
+      waiting_for_bytes_ = false;
+      read_outcome_ = read_outcome::nothing;
+      if (!out) throw;
+      *out = failure(e);
+      return false;
+    }
+  }
+
+  bool read_step(const asio::cancellation_state& cancel) {
+    const read_wait_kind finished = std::exchange(read_wait_, read_wait_kind::none);
+    if (finished == read_wait_kind::yield_first) return wait_for(read_wait_kind::yield_second);
+    if (finished == read_wait_kind::none || finished == read_wait_kind::yield_second) {
+      if (finished == read_wait_kind::none && must_yield("read", cancel))
+        return wait_for(read_wait_kind::yield_first);
+      if (finished == read_wait_kind::yield_second) {
+        rested();
+        throw_if_cancelled(cancel, "read");
+      }
+      // Bytes a framed read received beyond its frame come first, paused or not.
+      if (!received_.empty() && deliver_all()) return false;
+    } else if (finish_wait(finished, cancel)) {
+      return true;
+    }
+    for (;;) {
+      if (paused_ && !read_eof_) {
+        before_wait("read", cancel);
+        if (wait_for_bytes(read_wait_kind::resumed)) return true;
+      }
+      if (!received_.empty()) {
+        if (deliver_all()) return false;
+        continue;  // only part of a character: wait for the rest
+      }
+      if (read_eof_) {
+        deliver_end();
+        return false;
+      }
+      if (fin_held_) {
+        fin_held_ = false;
+        on_peer_end();
+        continue;
+      }
+      if (drained_) {
+        if (layer_) {
+          // A layer's bytes must come through it: the inline receive would take them raw.
+          before_wait("read", cancel);
+          if (wait_for_bytes(read_wait_kind::readable)) return true;
+          drained_ = false;
+          continue;
+        }
+        // First one recv() of our own: a peer that answers while we write has its
+        // next request here already (see receive_eagerly()).
+        const eager tried = receive_eagerly("read");
+        if (tried == eager::received) continue;
+        throw_if_cancelled(cancel, "read");
+        // After a miss the peer has not answered yet: a turn of the scheduler would
+        // only poll epoll again.
+        if (tried == eager::not_tried) return wait_for(read_wait_kind::yield_once);
+        if (start_inline_wait(cancel)) return true;
+        continue;
+      }
+      std::error_code ec = receive_more();
+      if (ec == asio::error::would_block) {
+        drained_ = true;
+      } else if (ec) {
+        throw fail("read", ec);
+      }
+    }
+  }
+
+  /// After a wait: true when read() must wait again at once.
+  bool finish_wait(read_wait_kind finished, const asio::cancellation_state& cancel) {
+    waiting_for_bytes_ = false;
+    switch (finished) {
+      case read_wait_kind::resumed:
+        resume_event_.stop_waiting();
+        // Node's 'timeout' fires on paused sockets too: the idle timer wakes us.
+        after_wait("read", {}, cancel);
+        return false;
+      case read_wait_kind::readable:
+        after_wait("read", waited_code(), cancel);
+        drained_ = false;
+        return false;
+      case read_wait_kind::yield_once: return start_inline_wait(cancel);
+      case read_wait_kind::inline_receive:
+        received_inline("read", waited_code(), waited_bytes_, cancel);
+        return false;
+      default: return false;
+    }
+  }
+
+  bool wait_for(read_wait_kind kind) {
+    read_wait_ = kind;
+    return true;
+  }
+
+  /// A wait for bytes (or resume()) is due: true when read() waits, false when
+  /// server.shutdown() ended the connection instead (the read sees the end).
+  bool wait_for_bytes(read_wait_kind kind) {
+    waiting_for_bytes_ = true;
+    if (!end_if_idle()) return wait_for(kind);
+    waiting_for_bytes_ = false;
+    return false;
+  }
+
+  /// The inline receive, once a recv() found the socket drained: false when read()
+  /// goes on instead (paused meanwhile, or ended by shutdown()).
+  bool start_inline_wait(const asio::cancellation_state& cancel) {
+    if (!ready_to_receive_inline("read", cancel)) return false;
+    if (wait_for_bytes(read_wait_kind::inline_receive) && !read_eof_) return true;
+    read_wait_ = read_wait_kind::none;
+    waiting_for_bytes_ = false;
+    return false;
+  }
+
+  /// Everything received, as read() hands it out: charged to the budget, and
+  /// decoded when an encoding is set. False when decoding produced nothing yet (a
+  /// character split across reads).
+  bool deliver_all() {
+    charge(received_.size());
+    if (!rarely_ || !rarely_->decoder) {
+      read_outcome_ = read_outcome::bytes;
+      return true;
+    }
+    std::string& text = rarely_->decoded;
+    text.clear();
+    rarely_->decoder->write(take_all(), text);
+    if (text.empty()) return false;
+    read_outcome_ = read_outcome::text;
+    return true;
+  }
+
+  /// At FIN: what the decoder still holds (Node emits an incomplete UTF-8 tail as
+  /// one U+FFFD), then nothing for good.
+  void deliver_end() {
+    read_outcome_ = read_outcome::nothing;
+    if (!rarely_ || !rarely_->decoder) return;
+    std::string& text = rarely_->decoded;
+    text.clear();
+    rarely_->decoder->end(text);
+    if (!text.empty()) read_outcome_ = read_outcome::text;
+  }
+
+  frame read_result() {
+    switch (std::exchange(read_outcome_, read_outcome::nothing)) {
+      case read_outcome::bytes: return take_all();
+      case read_outcome::text: return std::string_view(rarely_->decoded);
+      case read_outcome::nothing: break;
+    }
+    return std::nullopt;
+  }
+
+  /// How a wait ended, kept for read_steps().
+  void waited(std::error_code ec, std::size_t n) {
+    // Asio's waits end with a system error or with eof: kept in four bytes.
+    if (!ec)
+      waited_error_ = 0;
+    else if (ec == asio::error::eof)
+      waited_error_ = -1;
+    else
+      waited_error_ = ec.category() == asio::error::get_system_category() ? ec.value() : EIO;
+    waited_bytes_ = static_cast<std::uint16_t>(n);
+  }
+  std::error_code waited_code() const {
+    if (waited_error_ == -1) return asio::error::eof;
+    if (waited_error_ == 0) return {};
+    return {waited_error_, asio::error::get_system_category()};
+  }
+
+  /// read()'s waits themselves. The inline receive is the idle one: Asio receives
+  /// into the socket's small inline buffer, at once if bytes are there, else when
+  /// epoll reports them. No buffer is held while idle, and a wake-up costs one
+  /// recv() (a plain readiness wait re-arms epoll with epoll_ctl and then needs a
+  /// recv() of its own). When the inline buffer fills, a burst is arriving: the
+  /// rest of what the kernel holds is received behind it at once (keep_inline()),
+  /// so the caller gets the burst as one chunk.
 #if CORONET_ASIO_INTERNALS
+  // With use_awaitable, Asio 1.22 runs every operation's initiation in a coroutine
+  // of its own whose frame (224 bytes) takes the result, and an idle connection
+  // would hold it for as long as it is idle. read() goes through the hook Asio's
+  // own initiation uses instead (an awaitable frame runs a function given its frame
+  // pointer once suspended), and the completion resumes read()'s frame directly.
+  // Asio's awaitable internals are detail API: docs/design.md says what this ties
+  // coronet to.
   using frame_base = asio::detail::awaitable_frame_base<asio::any_io_executor>;
   using awaitable_thread = asio::detail::awaitable_thread<asio::any_io_executor>;
 
-  /// Owns the suspended coroutine stack while the receive is pending, as Asio's
-  /// awaitable_handler does; its executor and cancellation slot are the stack's.
-  class inline_receive_handler : public awaitable_thread {
+  /// Completes a wait of read() whose coroutine runs on the socket's own executor.
+  /// It owns the suspended coroutine stack, as Asio's awaitable_handler does, but
+  /// privately: Asio then sees a handler without an executor of its own, runs it
+  /// on the socket's, and the pending operation carries no work tracker for it.
+  class resume_here : private awaitable_thread {
    public:
-    inline_receive_handler(frame_base* frame, std::error_code& waited, std::size_t& n)
-        : awaitable_thread(std::move(*frame->detach_thread())),
-          frame_(frame),
-          waited_(&waited),
-          n_(&n) {}
-    void operator()(std::error_code ec, std::size_t n) {
-      *waited_ = ec;
-      *n_ = n;
+    using awaitable_thread::cancellation_slot_type;
+    using awaitable_thread::get_cancellation_slot;
+    resume_here(awaitable_thread&& thread, frame_base* frame, socket_core* core)
+        : awaitable_thread(std::move(thread)), frame_(frame), core_(core) {}
+    void operator()(std::error_code ec = {}, std::size_t n = 0) {
+      core_->waited(ec, n);
       frame_->attach_thread(this);
       frame_->clear_cancellation_slot();
       this->pump();
@@ -997,28 +1118,116 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
    private:
     frame_base* frame_;
-    std::error_code* waited_;
-    std::size_t* n_;
+    socket_core* core_;
   };
 
-  struct start_inline_receive {
+  /// The same for a coroutine on another executor (a strand, another
+  /// io_context): its executor is the stack's, so Asio dispatches there.
+  class resume_elsewhere : public awaitable_thread {
+   public:
+    resume_elsewhere(awaitable_thread&& thread, frame_base* frame, socket_core* core)
+        : awaitable_thread(std::move(thread)), frame_(frame), core_(core) {}
+    void operator()(std::error_code ec = {}, std::size_t n = 0) {
+      core_->waited(ec, n);
+      frame_->attach_thread(this);
+      frame_->clear_cancellation_slot();
+      this->pump();
+    }
+
+   private:
+    frame_base* frame_;
+    socket_core* core_;
+  };
+
+  struct start_read_wait {
     socket_core* core;
-    std::error_code* waited;
-    std::size_t* n;
     awaitable_thread* operator()(frame_base* frame) const {
-      core->socket_.async_receive(asio::buffer(core->inline_),
-                                  inline_receive_handler(frame, *waited, *n));
+      awaitable_thread* thread = frame->detach_thread();
+      if (thread->get_executor() == asio::any_io_executor(core->socket_.get_executor()))
+        core->start_wait(resume_here(std::move(*thread), frame, core));
+      else
+        core->start_wait(resume_elsewhere(std::move(*thread), frame, core));
       return nullptr;
     }
   };
-  start_inline_receive receive_inline(std::error_code& waited, std::size_t& n) {
-    return {this, &waited, &n};
+  start_read_wait read_wait() { return {this}; }
+
+  template <typename Handler>
+  void start_wait(Handler handler) {
+    switch (read_wait_) {
+      case read_wait_kind::resumed:
+        resume_event_.async_wait(socket_.get_executor(), std::move(handler));
+        break;
+      case read_wait_kind::readable:
+        // TLS may have to write before it can read on (a key update's answer).
+        if (layer_->blocked_on() == readiness::writable)
+          socket_.async_wait(asio::socket_base::wait_write, std::move(handler));
+        else if (single_threaded_reactor_)  // (see readable())
+          socket_.async_wait(asio::socket_base::wait_read, std::move(handler));
+        else
+          start_receive(asio::buffer(inline_.data(), 1), asio::socket_base::message_peek, handler);
+        break;
+      case read_wait_kind::inline_receive: start_receive(asio::buffer(inline_), 0, handler); break;
+      default:  // the yields
+        asio::post(socket_.get_executor(), std::move(handler));
+        break;
+    }
+  }
+
+  /// async_receive() with the socket's io_context executor itself when that is
+  /// what the socket runs on (the common case): a pending receive then carries no
+  /// type-erased executor at all (Asio keeps work trackers only for other
+  /// executors). basic_socket's implementation is protected; this reaches it.
+  struct socket_access : stream_socket {
+    using stream_socket::impl_;
+  };
+  template <typename Handler>
+  void start_receive(asio::mutable_buffer buffer, asio::socket_base::message_flags flags,
+                     Handler& handler) {
+    auto& impl = socket_.*(&socket_access::impl_);
+    if constexpr (std::is_same_v<Executor, asio::any_io_executor>) {
+      if (auto* native = impl.get_executor().template target<asio::io_context::executor_type>()) {
+        impl.get_service().async_receive(impl.get_implementation(), asio::mutable_buffers_1(buffer),
+                                         flags, handler, *native);
+        return;
+      }
+    }
+    impl.get_service().async_receive(impl.get_implementation(), asio::mutable_buffers_1(buffer),
+                                     flags, handler, impl.get_executor());
   }
 #else
-  /// The same through Asio's public API: one more frame while idle.
-  awaitable<void> receive_inline(std::error_code& waited, std::size_t& n) {
-    n = co_await socket_.async_receive(asio::buffer(inline_),
-                                       asio::redirect_error(asio::use_awaitable, waited));
+  /// The same through Asio's public API: one more frame while idle, so the idle
+  /// wait has a coroutine of its own, as small as it can be.
+  awaitable<void> read_wait() {
+    if (read_wait_ == read_wait_kind::inline_receive) return receive_inline_portably();
+    return wait_portably();
+  }
+  awaitable<void> receive_inline_portably() {
+    std::error_code ec;
+    const std::size_t n = co_await socket_.async_receive(
+        asio::buffer(inline_), asio::redirect_error(asio::use_awaitable, ec));
+    waited(ec, n);
+  }
+  awaitable<void> wait_portably() {
+    std::error_code ec;
+    std::size_t n = 0;
+    auto token = asio::redirect_error(asio::use_awaitable, ec);
+    switch (read_wait_) {
+      case read_wait_kind::resumed:
+        co_await resume_event_.async_wait(socket_.get_executor(), token);
+        break;
+      case read_wait_kind::readable:
+        if (layer_->blocked_on() == readiness::writable)
+          co_await socket_.async_wait(asio::socket_base::wait_write, token);
+        else if (single_threaded_reactor_)
+          co_await socket_.async_wait(asio::socket_base::wait_read, token);
+        else
+          n = co_await socket_.async_receive(asio::buffer(inline_.data(), 1),
+                                             asio::socket_base::message_peek, token);
+        break;
+      default: co_await asio::post(socket_.get_executor(), asio::use_awaitable); break;
+    }
+    waited(ec, n);
   }
 #endif
 
@@ -1081,7 +1290,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     std::size_t n = 0;
     const std::error_code ec = receive(inline_.data(), inline_.size(), n);
     if (ec == asio::error::would_block) {
-      eager_misses_ = std::min(eager_misses_ + 1, eager_miss_limit);
+      eager_misses_ = static_cast<std::uint8_t>(std::min(eager_misses_ + 1, eager_miss_limit));
       return eager::missed;
     }
     if (ec) throw fail(op, ec);
@@ -1107,7 +1316,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// which Asio performs under the descriptor's lock, so no edge is lost.
   awaitable<void> peek_wait() {
     auto [ec, n] = co_await socket_.async_receive(
-        asio::buffer(&peek_byte_, 1), asio::socket_base::message_peek,
+        asio::buffer(inline_.data(), 1), asio::socket_base::message_peek,
         asio::experimental::as_tuple(asio::use_awaitable));
     (void)n;
     if (ec == asio::error::operation_aborted) throw std::system_error(ec);
@@ -1119,7 +1328,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
                   const asio::cancellation_state& cancel) {
     if (failure_) throw failure_error(op);  // destroyed or failed (a graceful close is not)
     if (ended_when_idle_) return;           // by shutdown(): the caller sees the end of the stream
-    if (std::exchange(idle_fired_for_reader_, false)) {
+    if (idle_fired_for_reader_) {
+      idle_fired_for_reader_ = false;
       idle_expired_ = false;
       throw timeout_error(op);
     }
@@ -1157,6 +1367,73 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   // ---- writing internals
+
+  /// write_at_once()'s answers besides the bytes the kernel took at once.
+  static constexpr std::size_t written = std::size_t(-1);  // done (or failed into `out`)
+  static constexpr std::size_t written_over_budget = std::size_t(-2);  // done; must rest()
+
+  /// write()'s part that never waits: every byte sent (written), or how many the
+  /// kernel took at once, the rest to be queued by write_rest().
+  std::size_t write_at_once(const asio::const_buffer& single,
+                            std::span<const asio::const_buffer> many,
+                            const asio::cancellation_state& cancel, failure* out) {
+    try {
+      check_writable("write");
+      const std::span<const asio::const_buffer> data =
+          many.empty() ? std::span<const asio::const_buffer>(&single, 1) : many;
+      throw_if_cancelled(cancel, "write");
+      if (corked_ > 0) {
+        for (const auto& piece : data) push_copy(piece);
+        return written;
+      }
+      std::size_t total = 0;
+      for (const auto& piece : data) total += piece.size();
+      if (!can_send_directly()) return total == 0 ? written : 0;
+      std::size_t skip = 0;  // bytes of `data` the kernel took at once
+      if (std::error_code ec = send_now(data, skip)) throw fail("write", ec);
+      if (skip < total) return skip;
+      // Done: the bytes are the kernel's. A spent budget yields only now, so a
+      // cancellation never leaves the caller unsure whether they were sent.
+      charge(total);
+      return over_budget() && !is_cancelled(cancel) ? written_over_budget : written;
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
+      return written;
+    }
+  }
+
+  /// write()'s part that waits: the budget's rest, or queueing what the kernel did
+  /// not take (`skip` bytes of `data` it did) and waiting until it has left.
+  /// (`single` and `many` point into write()'s frame, which waits for this one;
+  /// copies of them would take room there.)
+  awaitable<void> write_rest(const asio::const_buffer* single,
+                             const std::span<const asio::const_buffer>* many, std::size_t skip,
+                             const asio::cancellation_state& cancel, failure* out) {
+    if (skip == written_over_budget) {
+      co_await rest();
+      co_return;
+    }
+    try {
+      write_queue::sequence seq = 0;
+      for (auto piece : many->empty() ? std::span<const asio::const_buffer>(single, 1) : *many) {
+        const std::size_t skipped = std::min(skip, piece.size());
+        piece += skipped;
+        skip -= skipped;
+        if (piece.size() > 0)
+          seq = queue_.push_borrowed(static_cast<const char*>(piece.data()), piece.size());
+      }
+      if (seq == 0) co_return;
+      // From here the queue points into the caller's buffers. Whatever way this
+      // coroutine ends before they have left (an error, a cancellation, its frame
+      // destroyed unresumed), the bytes still owed become the queue's own copy.
+      borrowed_bytes borrowed{*this, seq};
+      co_await wait_flushed(seq, "write", cancel);
+    } catch (const error& e) {
+      if (!out) throw;
+      *out = failure(e);
+    }
+  }
 
   bool can_send_directly() const { return queue_.empty() && !flushing_ && corked_ == 0; }
 
@@ -1337,22 +1614,21 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   // ---- idle timer (Node's setTimeout)
 
   void note_activity() {
-    if (timeout_.count() == 0) return;
-    last_activity_ = clock::now();
+    if (!idle_ || idle_->timeout.count() == 0) return;
+    idle_->last_activity = clock::now();
     idle_expired_ = false;
     if (!idle_armed_) arm_idle_timer();
   }
 
   clock::time_point idle_deadline() const {
-    return saturating_add<clock>(last_activity_, timeout_);
+    return saturating_add<clock>(idle_->last_activity, idle_->timeout);
   }
 
   void arm_idle_timer() {
     if (closed_) return;
-    if (!idle_timer_) idle_timer_ = std::make_unique<timer>(socket_.get_executor());
     idle_armed_ = true;
-    idle_timer_->expires_at(idle_deadline());
-    idle_timer_->async_wait([weak = this->weak_from_this()](std::error_code ec) {
+    idle_->timer.expires_at(idle_deadline());
+    idle_->timer.async_wait([weak = this->weak_from_this()](std::error_code ec) {
       auto self = weak.lock();
       if (!self) return;
       self->idle_armed_ = false;
@@ -1361,12 +1637,12 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   }
 
   void on_idle_timer() {
-    if (closed_ || timeout_.count() == 0) return;
+    if (closed_ || idle_->timeout.count() == 0) return;
     if (clock::now() < idle_deadline()) return arm_idle_timer();
     if (!queue_.empty() && !suppressed_once_) {
       // Node's rule: a write still in flight does not count as idle the first time.
       suppressed_once_ = true;
-      last_activity_ = clock::now();
+      idle_->last_activity = clock::now();
       return arm_idle_timer();
     }
     suppressed_once_ = false;
@@ -1381,7 +1657,7 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
 
   error timeout_error(const char* op) const {
     return error(make_error_code(errc::timeout), std::string(op) + " timed out: no activity for " +
-                                                     std::to_string(timeout_.count()) + " ms");
+                                                     std::to_string(timeout().count()) + " ms");
   }
 
   // ---- closing
@@ -1389,9 +1665,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   void close_descriptor() {
     if (closed_) return;
     closed_ = true;
-    std::error_code ignored;
-    socket_.close(ignored);
-    if (idle_timer_) idle_timer_->cancel();
+    hold_.close(socket_);
+    if (idle_) idle_->timer.cancel();
     queue_.clear();  // (received bytes stay: after a graceful close they are still read)
     write_event_.notify_all();
     resume_event_.notify_all();
@@ -1458,11 +1733,21 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     return *rarely_;
   }
 
+  /// Node's setTimeout() state, which most sockets never need.
+  struct idle_timeout {
+    explicit idle_timeout(const Executor& executor) : timer(executor) {}
+    asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor> timer;
+    std::chrono::milliseconds timeout{0};
+    clock::time_point last_activity{};
+  };
+
   // Ordered by size so that no padding falls between them (docs/design.md counts
   // what an idle connection costs).
   stream_socket socket_;
+  [[no_unique_address]] descriptor_hold hold_;  // closes socket_ (empty but on io_uring)
   std::unique_ptr<secure_layer> layer_;  // null for plain TCP and Unix: the descriptor moves bytes
   std::unique_ptr<rarely_used> rarely_;  // see rarely()
+  std::unique_ptr<idle_timeout> idle_;   // made by the first set_timeout()
   std::shared_ptr<connection_tracker> tracker_;
   std::error_code failure_;  // why it closed, when not gracefully
   receive_buffer received_;  // received, not yet handed out; views lent from here
@@ -1474,52 +1759,50 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   std::size_t budget_bytes_ = 0;  // cooperative budget: bytes moved without waiting
   std::size_t high_water_mark_;
 
-  // idle timeout
-  using timer = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor>;
-  std::unique_ptr<timer> idle_timer_;  // created by the first set_timeout()
-  std::chrono::milliseconds timeout_{0};
-  clock::time_point last_activity_{};
-
   endpoint remote_;
-  int budget_ops_ = 0;    // cooperative budget: operations completed without waiting
-  int eager_misses_ = 0;  // receive_eagerly()'s tries in a row that found nothing
-  int waits_since_probe_ = 0;
+  int budget_ops_ = 0;  // cooperative budget: operations completed without waiting
   int corked_ = 0;
   int waiting_writers_ = 0;
-  int writable_waiters_ = 0;  // zero-copy movers waiting for room (wait_writable())
+  int writable_waiters_ = 0;        // zero-copy movers waiting for room (wait_writable())
+  int waited_error_ = 0;            // how read()'s last wait ended; see waited()
+  std::uint16_t waited_bytes_ = 0;  // ... and what it received (inline_ is small)
+  std::uint8_t eager_misses_ = 0;   // receive_eagerly()'s tries in a row that found nothing
+  std::uint8_t waits_since_probe_ = 0;
+  read_wait_kind read_wait_ = read_wait_kind::none;
+  read_outcome read_outcome_ = read_outcome::nothing;
 
+  // Flags, one bit each: an idle connection carries every one of them.
   // state machine
-  bool unix_domain_;
-  bool allow_half_open_;
-  bool paused_;
-  bool read_eof_ = false;       // the peer's FIN was read
-  bool end_requested_ = false;  // our side is ending (end() or the automatic end)
-  bool ended_by_peer_ = false;  // ... and it was the automatic one
-  bool auto_end_scheduled_ = false;
-  bool fin_sent_ = false;
-  bool closed_ = false;  // descriptor closed: graceful, destroyed or failed
+  bool unix_domain_ : 1;
+  bool allow_half_open_ : 1;
+  bool paused_ : 1;
+  bool read_eof_ : 1 = false;       // the peer's FIN was read
+  bool end_requested_ : 1 = false;  // our side is ending (end() or the automatic end)
+  bool ended_by_peer_ : 1 = false;  // ... and it was the automatic one
+  bool auto_end_scheduled_ : 1 = false;
+  bool fin_sent_ : 1 = false;
+  bool closed_ : 1 = false;  // descriptor closed: graceful, destroyed or failed
 
   // read side
-  bool reading_ = false;
-  bool drained_ = true;    // the last recv() left nothing behind
-  bool fin_held_ = false;  // FIN that read()'s inline receive met while paused
-  char peek_byte_ = 0;
+  bool reading_ : 1 = false;
+  bool drained_ : 1 = true;    // the last recv() left nothing behind
+  bool fin_held_ : 1 = false;  // FIN that read()'s inline receive met while paused
 
   // write side
-  bool flushing_ = false;
-  bool flusher_spawned_ = false;
-  bool single_threaded_reactor_;
+  bool flushing_ : 1 = false;
+  bool flusher_spawned_ : 1 = false;
+  bool single_threaded_reactor_ : 1;
 
   // idle timeout
-  bool idle_armed_ = false;
-  bool idle_expired_ = false;
-  bool suppressed_once_ = false;
-  bool idle_fired_for_reader_ = false;
+  bool idle_armed_ : 1 = false;
+  bool idle_expired_ : 1 = false;
+  bool suppressed_once_ : 1 = false;
+  bool idle_fired_for_reader_ : 1 = false;
 
   // server shutdown
-  bool end_when_idle_ = false;    // server.shutdown() asked: end at the next idle moment
-  bool ended_when_idle_ = false;  // ... and it did: waiting reads return the end of the stream
-  bool waiting_for_bytes_ = false;
+  bool end_when_idle_ : 1 = false;    // server.shutdown() asked: end at the next idle moment
+  bool ended_when_idle_ : 1 = false;  // ... and it did: waiting reads return the end of the stream
+  bool waiting_for_bytes_ : 1 = false;
 
   std::array<char, 256> inline_;  // what read()'s wait receives; see received_inline()
 };

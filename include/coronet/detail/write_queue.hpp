@@ -16,6 +16,7 @@
 #include <sys/uio.h>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,18 +27,18 @@ class write_queue {
  public:
   using sequence = std::uint64_t;
 
-  bool empty() const { return count_ == 0; }
-  std::size_t bytes() const { return bytes_; }
+  bool empty() const { return !ring_ || ring_->count == 0; }
+  std::size_t bytes() const { return ring_ ? ring_->bytes : 0; }
   /// Sequence number of the last entry that completed (0 before any).
-  sequence completed() const { return completed_; }
-  bool front_is_end() const { return count_ > 0 && at(0).is_end; }
+  sequence completed() const { return ring_ ? ring_->completed : 0; }
+  bool front_is_end() const { return !empty() && at(0).is_end; }
 
   /// Queues bytes the caller keeps alive until its sequence number completes.
   sequence push_borrowed(const char* data, std::size_t size) {
     entry& e = push_slot();
     e.borrowed = data;
     e.size = size;
-    bytes_ += size;
+    ring_->bytes += size;
     return last_sequence();
   }
 
@@ -47,7 +48,7 @@ class write_queue {
     e.owned.assign(data);
     e.is_owned = true;
     e.size = data.size();
-    bytes_ += data.size();
+    ring_->bytes += data.size();
     return last_sequence();
   }
 
@@ -61,7 +62,8 @@ class write_queue {
   /// Returns how many iovec slots were used.
   std::size_t gather(iovec* iov, std::size_t max) const {
     std::size_t n = 0;
-    for (std::size_t i = 0; i < count_ && n < max; ++i) {
+    const std::size_t count = ring_ ? ring_->count : 0;
+    for (std::size_t i = 0; i < count && n < max; ++i) {
       const entry& e = at(i);
       if (e.is_end) break;
       iov[n].iov_base = const_cast<char*>(e.data());
@@ -73,7 +75,8 @@ class write_queue {
 
   /// The kernel took n bytes from the front: completes the entries it covered.
   void consume(std::size_t n) {
-    bytes_ -= n;
+    if (n == 0) return;
+    ring_->bytes -= n;
     while (n > 0) {
       entry& e = at(0);
       std::size_t left = e.size - e.offset;
@@ -89,8 +92,8 @@ class write_queue {
   /// The writer of entry `seq` stops waiting (it was cancelled) and can no longer
   /// keep its bytes alive: what is left of them becomes a private copy.
   void own(sequence seq) {
-    if (seq <= completed_ || seq > last_sequence()) return;
-    entry& e = at(static_cast<std::size_t>(seq - completed_ - 1));
+    if (seq <= completed() || seq > last_sequence()) return;
+    entry& e = at(static_cast<std::size_t>(seq - completed() - 1));
     if (e.is_owned || e.is_end) return;
     e.owned.assign(e.borrowed + e.offset, e.size - e.offset);
     e.size -= e.offset;
@@ -104,8 +107,9 @@ class write_queue {
   /// Drops everything (the socket failed): every queued sequence counts as completed,
   /// and the waiters learn the outcome from the socket's failure.
   void clear() {
-    while (count_ > 0) pop();
-    bytes_ = 0;
+    if (!ring_) return;
+    while (ring_->count > 0) pop();
+    ring_->bytes = 0;
   }
 
  private:
@@ -120,14 +124,27 @@ class write_queue {
     const char* data() const { return (is_owned ? owned.data() : borrowed) + offset; }
   };
 
-  entry& at(std::size_t i) { return ring_[(head_ + i) & (ring_.size() - 1)]; }
-  const entry& at(std::size_t i) const { return ring_[(head_ + i) & (ring_.size() - 1)]; }
+  /// Everything but the pointer to it, made by the first push: most sockets never
+  /// queue (the kernel takes their writes at once), and an idle one carries 8 bytes.
+  struct ring {
+    std::vector<entry> slots;  // size is zero or a power of two
+    std::size_t head = 0;
+    std::size_t count = 0;
+    std::size_t bytes = 0;
+    sequence completed = 0;
+  };
 
-  sequence last_sequence() const { return completed_ + count_; }
+  entry& at(std::size_t i) { return ring_->slots[(ring_->head + i) & (ring_->slots.size() - 1)]; }
+  const entry& at(std::size_t i) const {
+    return ring_->slots[(ring_->head + i) & (ring_->slots.size() - 1)];
+  }
+
+  sequence last_sequence() const { return ring_ ? ring_->completed + ring_->count : 0; }
 
   entry& push_slot() {
-    if (count_ == ring_.size()) grow();
-    entry& e = at(count_++);
+    if (!ring_) ring_ = std::make_unique<ring>();
+    if (ring_->count == ring_->slots.size()) grow();
+    entry& e = at(ring_->count++);
     e.borrowed = nullptr;
     e.size = e.offset = 0;
     e.is_owned = e.is_end = false;
@@ -140,12 +157,12 @@ class write_queue {
       std::string().swap(e.owned);
     else
       e.owned.clear();  // keeps capacity for the next owned entry in this slot
-    head_ = (head_ + 1) & (ring_.size() - 1);
-    --count_;
-    ++completed_;
-    if (count_ == 0 && ring_.size() > kept_ring_entries) {
-      ring_ = {};
-      head_ = 0;
+    ring_->head = (ring_->head + 1) & (ring_->slots.size() - 1);
+    --ring_->count;
+    ++ring_->completed;
+    if (ring_->count == 0 && ring_->slots.size() > kept_ring_entries) {
+      ring_->slots = {};
+      ring_->head = 0;
     }
   }
 
@@ -153,17 +170,13 @@ class write_queue {
   static constexpr std::size_t kept_ring_entries = 64;
 
   void grow() {
-    std::vector<entry> bigger(ring_.empty() ? 4 : ring_.size() * 2);
-    for (std::size_t i = 0; i < count_; ++i) bigger[i] = std::move(at(i));
-    ring_ = std::move(bigger);
-    head_ = 0;
+    std::vector<entry> bigger(ring_->slots.empty() ? 4 : ring_->slots.size() * 2);
+    for (std::size_t i = 0; i < ring_->count; ++i) bigger[i] = std::move(at(i));
+    ring_->slots = std::move(bigger);
+    ring_->head = 0;
   }
 
-  std::vector<entry> ring_;  // size is zero or a power of two
-  std::size_t head_ = 0;
-  std::size_t count_ = 0;
-  std::size_t bytes_ = 0;
-  sequence completed_ = 0;
+  std::unique_ptr<ring> ring_;
 };
 
 }  // namespace coronet::detail

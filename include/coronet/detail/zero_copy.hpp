@@ -6,8 +6,8 @@
 // has gone raises SIGPIPE, which would kill the program. coronet promises that a
 // reset peer is an error on that socket only, so each such call runs with SIGPIPE
 // blocked on the calling thread, and the signal it raised is taken back before the
-// mask is restored (three cheap system calls per call, which moves up to a pipe's
-// or a send buffer's worth of bytes).
+// mask is restored (two cheap system calls per call, or per run of splices that
+// pipe() makes without waiting).
 #pragma once
 
 #include <fcntl.h>
@@ -38,9 +38,13 @@ class sigpipe_blocked {
     ::sigemptyset(&pipe_);
     ::sigaddset(&pipe_, SIGPIPE);
     ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
-    sigset_t pending;
-    ::sigpending(&pending);
-    was_pending_ = ::sigismember(&pending, SIGPIPE) == 1;
+    // Only a thread that already blocked SIGPIPE can have one pending (otherwise it
+    // was delivered when it came): only then is sigpending() worth its system call.
+    if (::sigismember(&old_, SIGPIPE) == 1) {
+      sigset_t pending;
+      ::sigpending(&pending);
+      was_pending_ = ::sigismember(&pending, SIGPIPE) == 1;
+    }
   }
   ~sigpipe_blocked() {
     const int saved = errno;
@@ -57,9 +61,10 @@ class sigpipe_blocked {
   sigpipe_blocked(const sigpipe_blocked&) = delete;
   sigpipe_blocked& operator=(const sigpipe_blocked&) = delete;
 
-  /// The call's result: a negative one with EPIPE means a SIGPIPE is pending.
+  /// A call's result: a negative one with EPIPE means a SIGPIPE is pending. One
+  /// scope may cover several calls (pipe() drains a kernel pipe repeatedly under one).
   ssize_t seen(ssize_t result) {
-    errno_was_epipe_ = result < 0 && errno == EPIPE;
+    if (result < 0 && errno == EPIPE) errno_was_epipe_ = true;
     return result;
   }
 
@@ -157,25 +162,29 @@ class spliced_bytes {
     if (pipe_ && held_ == 0) kernel_pipe_pool::local().give(*std::exchange(pipe_, std::nullopt));
   }
 
-  /// One splice from `socket` into the pipe (which must be empty and ready()).
+  /// Bytes the pipe can still take (it must be ready()).
+  std::size_t room() const { return pipe_->capacity - held_; }
+
+  /// One splice from `socket` into the pipe's room (room() > 0). Filling a pipe
+  /// that still holds bytes lets the source's next bytes wait in the pipe while the
+  /// destination takes the earlier ones, instead of in the source's kernel.
   ssize_t fill_from(int socket) {
     ssize_t n;
     do
-      n = ::splice(socket, nullptr, pipe_->write_end, nullptr, pipe_->capacity,
+      n = ::splice(socket, nullptr, pipe_->write_end, nullptr, room(),
                    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     while (n < 0 && errno == EINTR);
     if (n > 0) held_ += static_cast<std::size_t>(n);
     return n;
   }
 
-  /// One splice from the pipe into `socket`.
-  ssize_t drain_to(int socket) {
+  /// One splice from the pipe into `socket`, while `quiet` blocks SIGPIPE.
+  ssize_t drain_to(int socket, sigpipe_blocked& quiet) {
     ssize_t n;
-    do {
-      sigpipe_blocked quiet;
+    do
       n = quiet.seen(::splice(pipe_->read_end, nullptr, socket, nullptr, held_,
                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
-    } while (n < 0 && errno == EINTR);
+    while (n < 0 && errno == EINTR);
     if (n > 0) held_ -= static_cast<std::size_t>(n);
     return n;
   }

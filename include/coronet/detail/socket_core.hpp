@@ -1099,7 +1099,8 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   using frame_base = asio::detail::awaitable_frame_base<asio::any_io_executor>;
   using awaitable_thread = asio::detail::awaitable_thread<asio::any_io_executor>;
 
-  /// Completes a wait of read() whose coroutine runs on the socket's own executor.
+  /// Completes a wait of read() whose coroutine runs on the socket's own executor,
+  /// on an io_context run by one thread.
   /// It owns the suspended coroutine stack, as Asio's awaitable_handler does, but
   /// privately: Asio then sees a handler without an executor of its own, runs it
   /// on the socket's, and the pending operation carries no work tracker for it.
@@ -1143,7 +1144,11 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     socket_core* core;
     awaitable_thread* operator()(frame_base* frame) const {
       awaitable_thread* thread = frame->detach_thread();
-      if (thread->get_executor() == asio::any_io_executor(core->socket_.get_executor()))
+      // Only where one thread runs the io_context: with several, a completion that
+      // skips Asio's dispatch ran read()'s coroutine outside its strand (TSan saw
+      // it race a strand-bound coroutine in test_socket's two-thread echo).
+      if (core->single_threaded_reactor_ &&
+          thread->get_executor() == asio::any_io_executor(core->socket_.get_executor()))
         core->start_wait(resume_here(std::move(*thread), frame, core));
       else
         core->start_wait(resume_elsewhere(std::move(*thread), frame, core));

@@ -1102,9 +1102,9 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
   /// Completes a wait of read() whose coroutine runs on the socket's own executor,
   /// on an io_context run by one thread.
   /// It owns the suspended coroutine stack, as Asio's awaitable_handler does, but
-  /// privately: Asio then sees a handler without an executor of its own, runs it
+  /// not publicly: Asio then sees a handler without an executor of its own, runs it
   /// on the socket's, and the pending operation carries no work tracker for it.
-  class resume_here : private awaitable_thread {
+  class resume_here : protected awaitable_thread {
    public:
     using awaitable_thread::cancellation_slot_type;
     using awaitable_thread::get_cancellation_slot;
@@ -1122,27 +1122,26 @@ class socket_core : public std::enable_shared_from_this<socket_core<Executor>>,
     socket_core* core_;
   };
 
-  /// The same for a coroutine on another executor (a strand, another
-  /// io_context): its executor is the stack's, so Asio dispatches there.
-  class resume_elsewhere : public awaitable_thread {
+  /// The same for a coroutine on another executor (a strand, another io_context),
+  /// or on an io_context run by several threads: it shows the stack's executor,
+  /// so Asio dispatches the completion there.
+  class resume_elsewhere : public resume_here {
    public:
-    resume_elsewhere(awaitable_thread&& thread, frame_base* frame, socket_core* core)
-        : awaitable_thread(std::move(thread)), frame_(frame), core_(core) {}
-    void operator()(std::error_code ec = {}, std::size_t n = 0) {
-      core_->waited(ec, n);
-      frame_->attach_thread(this);
-      frame_->clear_cancellation_slot();
-      this->pump();
-    }
-
-   private:
-    frame_base* frame_;
-    socket_core* core_;
+    using awaitable_thread::executor_type;
+    using awaitable_thread::get_executor;
+    using resume_here::resume_here;
   };
 
   struct start_read_wait {
     socket_core* core;
     awaitable_thread* operator()(frame_base* frame) const {
+      // What the two completions are for: Asio must see the stack's executor on
+      // one and none on the other.
+      using io_executor = asio::io_context::executor_type;
+      static_assert(
+          std::is_same_v<asio::associated_executor_t<resume_here, io_executor>, io_executor>);
+      static_assert(std::is_same_v<asio::associated_executor_t<resume_elsewhere, io_executor>,
+                                   asio::any_io_executor>);
       awaitable_thread* thread = frame->detach_thread();
       // Only where one thread runs the io_context: with several, a completion that
       // skips Asio's dispatch ran read()'s coroutine outside its strand (TSan saw
